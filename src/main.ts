@@ -1,0 +1,63 @@
+// Entry point on every runtime: read the config, build the rooms, start the runtime's server.
+
+import { parseConfig } from "./config.ts";
+import { jsonLogger, randomIds, systemClock } from "./core/deps.ts";
+import { RoomRegistry } from "./core/rooms.ts";
+import { CloseCode } from "./core/socket.ts";
+import { createApp } from "./http/app.ts";
+import { loadStaticFiles, STATIC_DIR } from "./http/static.ts";
+import { detectRuntime } from "./runtime/detect.ts";
+import type { RunningServer, StartOptions } from "./runtime/types.ts";
+
+declare const process: { env: Record<string, string | undefined>; argv: string[]; exitCode?: number };
+
+async function main(): Promise<void> {
+  const parsed = parseConfig(process.env, process.argv.slice(2));
+  if (parsed.kind === "help") {
+    console.log(parsed.text);
+    return;
+  }
+  if (parsed.kind === "error") {
+    console.error(parsed.message);
+    process.exitCode = 2;
+    return;
+  }
+  const { config } = parsed;
+  const runtime = detectRuntime();
+  const log = jsonLogger(config.logLevel, {});
+  const rooms = new RoomRegistry(
+    {
+      historyReplay: config.historyReplay,
+      historyRetain: config.historyRetain,
+      presenceGraceMs: config.presenceGraceMs,
+      limits: { maxText: config.maxText, maxFrameChars: config.maxFrameBytes },
+    },
+    { clock: systemClock, ids: randomIds, log },
+    config.maxRooms,
+  );
+  const staticFiles = await loadStaticFiles(STATIC_DIR);
+  const options: StartOptions = {
+    config,
+    log,
+    buildApp: (edge) => createApp({ rooms, ids: randomIds, log, staticFiles, runtime, ...edge }),
+    onShutdown: () => {
+      log.info("shutdown", { connections: rooms.connectionCount });
+      rooms.closeAll(CloseCode.goingAway, "server shutting down");
+    },
+  };
+  let server: RunningServer;
+  switch (runtime) {
+    case "deno":
+      server = await (await import("./runtime/deno.ts")).start(options);
+      break;
+    case "bun":
+      server = await (await import("./runtime/bun.ts")).start(options);
+      break;
+    default:
+      server = await (await import("./runtime/node.ts")).start(options);
+  }
+  const shownHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
+  log.info("listening", { runtime, host: config.host, port: server.port, url: `http://${shownHost}:${server.port}/` });
+}
+
+await main();

@@ -1,0 +1,108 @@
+// Parses and validates client frames with a schema: size first, then JSON, then shape. Portable.
+
+import * as v from "valibot";
+import type { ClientFrame, ErrorCode } from "./messages.ts";
+
+export interface ParseLimits {
+  /** Longest chat text, in characters (Unicode code points). */
+  maxText: number;
+  /** Longest frame accepted, in UTF-16 code units of the received string. */
+  maxFrameChars: number;
+}
+
+export type ParseResult =
+  | { ok: true; value: ClientFrame }
+  | { ok: false; code: ErrorCode; message: string };
+
+const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+const Nonce = v.union([
+  v.pipe(v.string(), v.minLength(1), v.maxLength(128)),
+  v.pipe(v.number(), v.safeInteger()),
+]);
+
+const schemaCache = new Map<number, v.GenericSchema<unknown, ClientFrame>>();
+
+function clientSchema(maxText: number): v.GenericSchema<unknown, ClientFrame> {
+  let schema = schemaCache.get(maxText);
+  if (schema) return schema;
+  schema = v.variant("type", [
+    v.strictObject({
+      type: v.literal("message"),
+      text: v.pipe(
+        v.string("field \"text\" must be a string"),
+        v.check((t) => t.trim().length > 0, "field \"text\" is empty"),
+        v.check(
+          (t) => codePoints(t, maxText + 1) <= maxText,
+          `field "text" is longer than ${maxText} characters`,
+        ),
+      ),
+      nonce: v.optional(Nonce),
+    }),
+    v.strictObject({ type: v.literal("ping") }),
+  ]) as v.GenericSchema<unknown, ClientFrame>;
+  schemaCache.set(maxText, schema);
+  return schema;
+}
+
+/** Counts code points, stopping early once `stop` is reached. */
+function codePoints(text: string, stop: number): number {
+  let n = 0;
+  for (let i = 0; i < text.length && n < stop; i++, n++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+  }
+  return n;
+}
+
+function fail(code: ErrorCode, message: string): ParseResult {
+  return { ok: false, code, message };
+}
+
+/**
+ * Turns a received frame into a {@link ClientFrame}, or says why not.
+ * Binary frames, oversized frames, bad JSON, prototype keys, unknown types
+ * and wrong fields all give an error result; nothing here throws.
+ */
+export function parseClientFrame(data: unknown, limits: ParseLimits): ParseResult {
+  if (typeof data !== "string") {
+    return fail("bad_request", "Cannot accept a binary frame: send JSON as a text frame");
+  }
+  if (data.length > limits.maxFrameChars) {
+    return fail("payload_too_large", `Cannot accept frame: larger than ${limits.maxFrameChars} characters`);
+  }
+  let raw: unknown;
+  let forbidden: string | undefined;
+  try {
+    raw = JSON.parse(data, (key, value) => {
+      if (FORBIDDEN_KEYS.has(key)) forbidden = key;
+      return value;
+    });
+  } catch {
+    return fail("bad_request", "Cannot parse frame: not valid JSON");
+  }
+  if (forbidden !== undefined) {
+    return fail("bad_request", `Cannot accept frame: key "${forbidden}" is not allowed`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    return fail("bad_request", "Cannot accept frame: expected a JSON object with a \"type\"");
+  }
+  const result = v.safeParse(clientSchema(limits.maxText), raw);
+  if (result.success) return { ok: true, value: result.output };
+  const issue = result.issues[0];
+  const field = issue.path?.map((p) => String(p.key)).join(".");
+  const tooLong = issue.type === "check" && issue.message.includes("longer than");
+  if (tooLong) return fail("payload_too_large", `Cannot accept message: ${issue.message}`);
+  const type = (raw as { type?: unknown }).type;
+  if (issue.type === "variant" || (field === "type")) {
+    return fail("bad_request", `Cannot accept frame: unknown type ${JSON.stringify(type) ?? "(missing)"}`);
+  }
+  if (issue.type === "strict_object") {
+    return fail("bad_request", `Cannot accept frame: unexpected field "${field}"`);
+  }
+  const message = issue.message.startsWith("field") ? issue.message : `field "${field}" is invalid`;
+  return fail("bad_request", `Cannot accept ${String(type)}: ${message}`);
+}
