@@ -5,7 +5,7 @@
 
 import { spawn } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { delimiter, join, relative } from "node:path";
+import { basename, delimiter, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -41,7 +41,7 @@ const failures = [];
 /** Runs one command, streaming its output, and adds up the test counts it reports. */
 function run(label, cmd, args, { env = {}, count = "none" } = {}) {
   return new Promise((resolve) => {
-    console.log(`\n=== ${label}: ${[relative(ROOT, cmd) || cmd, ...args].join(" ")}`);
+    console.log(`\n=== ${label}: ${[basename(cmd), ...args].join(" ")}`);
     const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (d) => { process.stdout.write(d); out += d; });
@@ -52,7 +52,11 @@ function run(label, cmd, args, { env = {}, count = "none" } = {}) {
       let pass = 0, fail = 0;
       const num = (re) => Number(plain.match(re)?.[1] ?? 0);
       if (count === "node") { pass = num(/^[ℹ#] pass (\d+)/m); fail = num(/^[ℹ#] fail (\d+)/m); }
-      if (count === "deno") { pass = num(/(\d+) passed/); fail = num(/(\d+) failed/); }
+      if (count === "deno") {
+        // Deno counts describe() blocks as tests and it() blocks as steps: report the steps.
+        pass = num(/passed \((\d+) steps?\)/) || num(/(\d+) passed/);
+        fail = num(/failed \((\d+) steps?\)/) || num(/(\d+) failed/);
+      }
       if (count === "bun") { pass = num(/^\s*(\d+) pass$/m); fail = num(/^\s*(\d+) fail$/m); }
       if (code !== 0 && fail === 0) fail = 1;
       totals.passed += pass;

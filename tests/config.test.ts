@@ -1,0 +1,47 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { flagName, helpText, OPTIONS, parseConfig } from "../src/config.ts";
+
+describe("parseConfig()", () => {
+  it("uses the documented defaults", () => {
+    const r = parseConfig({}, []);
+    assert.equal(r.kind, "config");
+    if (r.kind !== "config") return;
+    assert.equal(r.config.port, 8080);
+    assert.equal(r.config.host, "0.0.0.0");
+    assert.equal(r.config.historyReplay, 10);
+    assert.equal(r.config.historyRetain, 1000);
+    assert.equal(r.config.presenceGraceMs, 3000);
+    assert.equal(r.config.maxText, 4096);
+    assert.equal(r.config.logLevel, "info");
+  });
+
+  it("reads env vars, and flags win over them", () => {
+    const r = parseConfig({ PORT: "9000", HISTORY_REPLAY: "3" }, ["--port", "9001", "--presence-grace-s=0.5"]);
+    assert.equal(r.kind, "config");
+    if (r.kind !== "config") return;
+    assert.equal(r.config.port, 9001);
+    assert.equal(r.config.historyReplay, 3);
+    assert.equal(r.config.presenceGraceMs, 500);
+  });
+
+  it("explains an invalid value or an unknown flag", () => {
+    const bad = parseConfig({ PORT: "http" }, []);
+    assert.equal(bad.kind, "error");
+    assert.match(bad.kind === "error" ? bad.message : "", /PORT is invalid/);
+    const unknown = parseConfig({}, ["--nope"]);
+    assert.match(unknown.kind === "error" ? unknown.message : "", /unknown option "--nope"/);
+    assert.equal(parseConfig({ LOG_LEVEL: "loud" }, []).kind, "error");
+    assert.equal(parseConfig({ HISTORY_RETAIN: "0" }, []).kind, "error");
+  });
+
+  it("--help lists every env var and flag", () => {
+    const r = parseConfig({}, ["--help"]);
+    assert.equal(r.kind, "help");
+    const text = helpText();
+    for (const o of OPTIONS) {
+      assert.ok(text.includes(o.env), o.env);
+      assert.ok(text.includes(flagName(o.env)), flagName(o.env));
+    }
+  });
+});

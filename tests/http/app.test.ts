@@ -1,0 +1,134 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { defineWebSocketHelper, WSContext, type WSEvents } from "hono/ws";
+import { silentLogger } from "../../src/core/deps.ts";
+import { RoomRegistry } from "../../src/core/rooms.ts";
+import type { WebSocketLike } from "../../src/core/socket.ts";
+import { createApp } from "../../src/http/app.ts";
+import { loadStaticFiles, STATIC_DIR } from "../../src/http/static.ts";
+import { FakeClock, sequentialIds } from "../_helpers/fake-clock.ts";
+import { FakeSocket } from "../_helpers/fake-socket.ts";
+
+const WS_HEADERS = {
+  upgrade: "websocket",
+  connection: "Upgrade",
+  "sec-websocket-version": "13",
+  "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+};
+
+async function setup(maxRooms = 100) {
+  const ids = sequentialIds();
+  const rooms = new RoomRegistry(
+    { historyReplay: 10, historyRetain: 100, presenceGraceMs: 0, limits: { maxText: 100, maxFrameChars: 1000 } },
+    { clock: new FakeClock(), ids, log: silentLogger },
+    maxRooms,
+  );
+  const upgraded: WSEvents[] = [];
+  // Stands in for a runtime's upgrade: records the events and answers 200 (Response cannot carry 101).
+  const upgradeWebSocket = defineWebSocketHelper((_c, events) => {
+    upgraded.push(events);
+    return new Response("upgraded", { status: 200 });
+  });
+  const app = createApp({
+    rooms,
+    ids,
+    log: silentLogger,
+    staticFiles: await loadStaticFiles(STATIC_DIR),
+    runtime: "test",
+    upgradeWebSocket,
+    toSocket: (ws) => ws.raw as WebSocketLike,
+  });
+  return { app, rooms, upgraded };
+}
+
+function open(events: WSEvents, socket: FakeSocket) {
+  const ctx = new WSContext({ send: (d) => socket.send(String(d)), close: () => {}, readyState: 1, raw: socket });
+  events.onOpen?.(new Event("open"), ctx);
+  return ctx;
+}
+
+describe("createApp()", () => {
+  it("serves the page as HTML with security headers", async () => {
+    const { app } = await setup();
+    const res = await app.request("/");
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /^text\/html/);
+    assert.match(res.headers.get("content-security-policy") ?? "", /default-src 'self'/);
+    assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+    assert.match(await res.text(), /<!doctype html>/i);
+    const etag = res.headers.get("etag")!;
+    const again = await app.request("/", { headers: { "if-none-match": etag } });
+    assert.equal(again.status, 304);
+  });
+
+  it("answers /healthz with status ok as JSON", async () => {
+    const { app } = await setup();
+    const res = await app.request("/healthz");
+    assert.equal(res.status, 200);
+    const body = await res.json() as Record<string, unknown>;
+    assert.equal(body.status, "ok");
+    assert.equal(body.connections, 0);
+  });
+
+  it("answers 404 with a text body for an unknown path", async () => {
+    const { app } = await setup();
+    for (const path of ["/nope", "/../package.json", "/static/index.html", "/.env"]) {
+      const res = await app.request(path);
+      assert.equal(res.status, 404, path);
+      assert.match(await res.text(), /Not found/);
+    }
+  });
+
+  it("answers 426 with a text body to a plain GET on /ws and /ws/:room", async () => {
+    const { app } = await setup();
+    for (const path of ["/ws", "/ws/general"]) {
+      const res = await app.request(path);
+      assert.equal(res.status, 426, path);
+      assert.equal(res.headers.get("upgrade"), "websocket");
+      assert.match(await res.text(), /WebSocket/);
+    }
+  });
+
+  it("answers 400 to a bad room name or a bad nickname, before upgrading", async () => {
+    const { app, upgraded } = await setup();
+    for (const path of ["/ws/Lobby", `/ws/${"a".repeat(65)}`, "/ws/a.b", "/ws/", "/ws/a/b", "/ws/%ZZ"]) {
+      const res = await app.request(path, { headers: WS_HEADERS });
+      assert.equal(res.status, 400, path);
+      assert.match(await res.text(), /room name/);
+    }
+    for (const name of ["", "%20%20", "x".repeat(33), "a%07b"]) {
+      const res = await app.request(`/ws?name=${name}`, { headers: WS_HEADERS });
+      assert.equal(res.status, 400, name);
+      assert.match(await res.text(), /name/);
+    }
+    const badKey = await app.request("/ws", { headers: { ...WS_HEADERS, "sec-websocket-key": "abc" } });
+    assert.equal(badKey.status, 400);
+    assert.equal(upgraded.length, 0);
+  });
+
+  it("upgrades /ws into the lobby and /ws/:room into that room, as the named user", async () => {
+    const { app, rooms, upgraded } = await setup();
+    assert.equal((await app.request("/ws?name=%20ana%20", { headers: WS_HEADERS })).status, 200);
+    assert.equal((await app.request("/ws/dev-team", { headers: WS_HEADERS })).status, 200);
+    const a = new FakeSocket();
+    const b = new FakeSocket();
+    open(upgraded[0]!, a);
+    open(upgraded[1]!, b);
+    assert.deepEqual(a.frames()[0]!.room, "lobby");
+    assert.deepEqual(a.frames()[0]!.user, "ana");
+    assert.deepEqual(b.frames()[0]!.room, "dev-team");
+    assert.match(b.frames()[0]!.user, /^guest-[0-9a-f]{4}$/);
+    assert.equal(rooms.connectionCount, 2);
+    upgraded[0]!.onClose?.(Object.assign(new Event("close"), { code: 1000 }) as CloseEvent, new WSContext({ send() {}, close() {}, readyState: 3 }));
+    assert.equal(rooms.connectionCount, 1);
+  });
+
+  it("answers 503 when no more rooms can be made", async () => {
+    const { app, upgraded } = await setup(1);
+    assert.equal((await app.request("/ws/one", { headers: WS_HEADERS })).status, 200);
+    open(upgraded[0]!, new FakeSocket());
+    const res = await app.request("/ws/two", { headers: WS_HEADERS });
+    assert.equal(res.status, 503);
+    assert.match(await res.text(), /too many rooms/);
+  });
+});
