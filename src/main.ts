@@ -30,7 +30,7 @@ async function main(): Promise<void> {
       historyReplay: config.historyReplay,
       historyRetain: config.historyRetain,
       presenceGraceMs: config.presenceGraceMs,
-      limits: { maxText: config.maxText, maxFrameChars: config.maxFrameBytes },
+      limits: { maxText: config.maxText, maxFrameBytes: config.maxFrameBytes },
     },
     { clock: systemClock, ids: randomIds, log },
     config.maxRooms,

@@ -6,7 +6,7 @@ import { Presence } from "./presence.ts";
 import { closeQuietly, CloseCode, OPEN, type WebSocketLike } from "./socket.ts";
 import { encodeFrame } from "../protocol/encode.ts";
 import type { AnnounceFrame, ChatMessage, ErrorFrame, ServerFrame } from "../protocol/messages.ts";
-import { parseClientFrame, type ParseLimits } from "../protocol/parse.ts";
+import { frameBytes, parseClientFrame, type ParseLimits } from "../protocol/parse.ts";
 
 export interface RoomOptions {
   /** Messages a newcomer receives (`HISTORY_REPLAY`). */
@@ -32,7 +32,7 @@ export interface Connection {
 }
 
 /** Why a connection left the room (for logs and metrics). */
-export type LeaveReason = "closed" | "send_failed" | "not_open" | "shutdown";
+export type LeaveReason = "closed" | "send_failed" | "not_open" | "shutdown" | "too_big";
 
 /**
  * A chat room over WHATWG-like sockets. The runtime adapter calls
@@ -119,6 +119,13 @@ export class Room {
   /** Handles one frame from `conn`: a chat message, a ping, or an error reply. */
   receive(conn: Connection, data: unknown): void {
     if (!this.#connections.has(conn)) return;
+    // Node and Bun enforce this in the runtime; Deno has no frame-size option, so it is checked here too.
+    if (frameBytes(data, this.#opts.limits.maxFrameBytes) > this.#opts.limits.maxFrameBytes) {
+      this.#deps.log.info("frame_too_big", { room: this.name, conn: conn.id });
+      closeQuietly(conn.socket, CloseCode.tooBig, "frame too big");
+      this.leave(conn, "too_big");
+      return;
+    }
     const parsed = parseClientFrame(data, this.#opts.limits);
     if (!parsed.ok) {
       this.#deps.log.debug("frame_rejected", { room: this.name, conn: conn.id, code: parsed.code });

@@ -6,8 +6,8 @@ import type { ClientFrame, ErrorCode } from "./messages.ts";
 export interface ParseLimits {
   /** Longest chat text, in characters (Unicode code points). */
   maxText: number;
-  /** Longest frame accepted, in UTF-16 code units of the received string. */
-  maxFrameChars: number;
+  /** Largest frame accepted, in bytes (UTF-8 for text). */
+  maxFrameBytes: number;
 }
 
 export type ParseResult =
@@ -58,6 +58,24 @@ function codePoints(text: string, stop: number): number {
   return n;
 }
 
+const utf8 = new TextEncoder();
+
+/**
+ * The size in bytes of a received frame, or of as much of it as it takes to
+ * pass `limit` (a text frame's UTF-8 length is at least its UTF-16 length
+ * and at most three times it, so most frames need no encoding).
+ */
+export function frameBytes(data: unknown, limit: number): number {
+  if (typeof data === "string") {
+    if (data.length > limit || data.length * 3 <= limit) return data.length;
+    return utf8.encode(data).byteLength;
+  }
+  if (data instanceof ArrayBuffer) return data.byteLength;
+  if (ArrayBuffer.isView(data)) return data.byteLength;
+  if (typeof Blob !== "undefined" && data instanceof Blob) return data.size;
+  return 0;
+}
+
 function fail(code: ErrorCode, message: string): ParseResult {
   return { ok: false, code, message };
 }
@@ -71,8 +89,8 @@ export function parseClientFrame(data: unknown, limits: ParseLimits): ParseResul
   if (typeof data !== "string") {
     return fail("bad_request", "Cannot accept a binary frame: send JSON as a text frame");
   }
-  if (data.length > limits.maxFrameChars) {
-    return fail("payload_too_large", `Cannot accept frame: larger than ${limits.maxFrameChars} characters`);
+  if (data.length > limits.maxFrameBytes) {
+    return fail("payload_too_large", `Cannot accept frame: larger than ${limits.maxFrameBytes} bytes`);
   }
   let raw: unknown;
   let forbidden: string | undefined;

@@ -9,7 +9,7 @@ const OPTS: RoomOptions = {
   historyReplay: 10,
   historyRetain: 1000,
   presenceGraceMs: 3000,
-  limits: { maxText: 4096, maxFrameChars: 65536 },
+  limits: { maxText: 4096, maxFrameBytes: 65536 },
 };
 
 function setup(opts: Partial<RoomOptions> = {}) {
@@ -296,5 +296,23 @@ describe("Room.closeAll()", () => {
     assert.equal(a.closedWith?.code, 1001);
     assert.equal(room.connectionCount, 0);
     assert.equal(clock.pending, 0);
+  });
+});
+
+describe("Room frame size limit", () => {
+  it("closes a connection with 1009 when a frame is larger than maxFrameBytes, counting UTF-8 bytes", () => {
+    const { room } = setup({ limits: { maxText: 4096, maxFrameBytes: 1000 } });
+    const a = new FakeSocket();
+    const b = new FakeSocket();
+    const ca = room.join(a, "alice");
+    const cb = room.join(b, "bob");
+    room.receive(ca, chat("é".repeat(480)));
+    assert.equal(a.closedWith, undefined);
+    room.receive(cb, chat("é".repeat(500)));
+    assert.equal(b.closedWith?.code, 1009);
+    assert.equal(room.connectionCount, 1);
+    room.receive(ca, new Uint8Array(2000));
+    assert.equal((a.closedWith as { code?: number } | undefined)?.code, 1009);
+    assert.equal(room.seq, 1);
   });
 });

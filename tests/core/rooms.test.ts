@@ -5,7 +5,7 @@ import { isValidRoomName, RoomRegistry } from "../../src/core/rooms.ts";
 import { FakeClock, sequentialIds } from "../_helpers/fake-clock.ts";
 import { FakeSocket } from "../_helpers/fake-socket.ts";
 
-const OPTS = { historyReplay: 10, historyRetain: 100, presenceGraceMs: 0, limits: { maxText: 100, maxFrameChars: 1000 } };
+const OPTS = { historyReplay: 10, historyRetain: 100, presenceGraceMs: 0, limits: { maxText: 100, maxFrameBytes: 1000 } };
 
 describe("RoomRegistry", () => {
   it("gives the same room for the same name and keeps rooms apart", () => {

@@ -19,7 +19,7 @@ const WS_HEADERS = {
 async function setup(maxRooms = 100) {
   const ids = sequentialIds();
   const rooms = new RoomRegistry(
-    { historyReplay: 10, historyRetain: 100, presenceGraceMs: 0, limits: { maxText: 100, maxFrameChars: 1000 } },
+    { historyReplay: 10, historyRetain: 100, presenceGraceMs: 0, limits: { maxText: 100, maxFrameBytes: 1000 } },
     { clock: new FakeClock(), ids, log: silentLogger },
     maxRooms,
   );

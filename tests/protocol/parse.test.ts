@@ -2,7 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { parseClientFrame } from "../../src/protocol/parse.ts";
 
-const LIMITS = { maxText: 4096, maxFrameChars: 65536 };
+const LIMITS = { maxText: 4096, maxFrameBytes: 65536 };
 const parse = (data: unknown) => parseClientFrame(data, LIMITS);
 
 describe("parseClientFrame()", () => {
@@ -24,7 +24,7 @@ describe("parseClientFrame()", () => {
   });
 
   it("rejects a frame over the size limit before parsing it", () => {
-    const r = parseClientFrame("x".repeat(101), { maxText: 10, maxFrameChars: 100 });
+    const r = parseClientFrame("x".repeat(101), { maxText: 10, maxFrameBytes: 100 });
     assert.equal(!r.ok && r.code, "payload_too_large");
   });
 
