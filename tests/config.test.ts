@@ -45,3 +45,15 @@ describe("parseConfig()", () => {
     }
   });
 });
+
+describe("README configuration table", () => {
+  it("lists every setting with its flag and default", async () => {
+    const { readFile } = await import("node:fs/promises");
+    const { fileURLToPath } = await import("node:url");
+    const readme = await readFile(fileURLToPath(new URL("../README.md", import.meta.url).href), "utf8");
+    for (const o of OPTIONS) {
+      const row = `| \`${o.env}\` | \`${flagName(o.env)}\` | ${o.default} |`;
+      assert.ok(readme.includes(row), `README is missing the row ${row}`);
+    }
+  });
+});
