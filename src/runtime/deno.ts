@@ -1,6 +1,6 @@
-// Deno adapter: Deno.serve with hono/deno's upgradeWebSocket.
+// Deno adapter: Deno.serve with a Hono upgradeWebSocket built on Deno.upgradeWebSocket.
 
-import { upgradeWebSocket } from "hono/deno";
+import { defineWebSocketHelper, WSContext } from "hono/ws";
 import type { WebSocketLike } from "../core/socket.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
 
@@ -12,7 +12,41 @@ declare const Deno: {
   ): { addr: { port: number }; shutdown(): Promise<void>; finished: Promise<void> };
   addSignalListener(signal: "SIGINT" | "SIGTERM", handler: () => void): void;
   exit(code: number): never;
+  upgradeWebSocket(req: Request): { response: Response; socket: WebSocket };
 };
+
+/**
+ * hono/deno's upgradeWebSocket, with two differences measured here (hono 4.13):
+ * - it compares `Upgrade` case-sensitively, so `Upgrade: WebSocket` (legal) fell through to 404;
+ * - it passes the first offered subprotocol to Deno, which splits the header only on ", ", so a
+ *   client sending `a,b` got a 500. Here Deno picks none and the first offered one is echoed,
+ *   which is what `ws` on Node and Bun do.
+ */
+const upgradeWebSocket = defineWebSocketHelper((c, events) => {
+  if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return;
+  // Read every header first: once upgraded, Deno's request throws "Request closed".
+  const offered = c.req.header("sec-websocket-protocol")?.split(",")[0]?.trim();
+  const url = new URL(c.req.url);
+  const { response, socket } = Deno.upgradeWebSocket(c.req.raw);
+  if (offered) response.headers.set("sec-websocket-protocol", offered);
+  const ctx = new WSContext({
+    close: (code, reason) => socket.close(code, reason),
+    get protocol() {
+      return socket.protocol;
+    },
+    raw: socket,
+    get readyState() {
+      return socket.readyState as 0 | 1 | 2 | 3;
+    },
+    url,
+    send: (source) => socket.send(source),
+  });
+  socket.onopen = (evt) => events.onOpen?.(evt, ctx);
+  socket.onmessage = (evt) => events.onMessage?.(evt, ctx);
+  socket.onclose = (evt) => events.onClose?.(evt, ctx);
+  socket.onerror = (evt) => events.onError?.(evt, ctx);
+  return response;
+});
 
 export async function start(opts: StartOptions): Promise<RunningServer> {
   const { config } = opts;

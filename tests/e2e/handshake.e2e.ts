@@ -1,0 +1,51 @@
+// The upgrade handshake is judged the same way on every runtime, whatever each runtime would do alone.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { rawGet, rawRequest, UPGRADE_HEADERS } from "../_helpers/raw-http.ts";
+import { selectedRuntimes, startServer, type RunningChild } from "../_helpers/server.ts";
+
+const WS_FRAME_TEXT = (rest: Buffer) => rest.toString("utf8");
+
+for (const runtime of selectedRuntimes()) {
+  describe(`handshake on ${runtime}`, () => {
+    let server: RunningChild;
+    before(async () => {
+      server = await startServer(runtime);
+    });
+    after(async () => {
+      await server.stop();
+    });
+
+    it("accepts a mixed-case Upgrade: WebSocket (RFC 6455 tokens are case-insensitive)", async () => {
+      const r = await rawRequest(server.port, rawGet("/ws?name=casey", { ...UPGRADE_HEADERS, Upgrade: "WebSocket" }), 800);
+      assert.equal(r.status, 101, r.statusLine);
+      assert.match(WS_FRAME_TEXT(r.rest), /"type":"welcome"/);
+    });
+
+    it("echoes the first offered subprotocol, with or without a space after the comma", async () => {
+      for (const offer of ["a,b", "a, b"]) {
+        const r = await rawRequest(server.port, rawGet("/ws", { ...UPGRADE_HEADERS, "Sec-WebSocket-Protocol": offer }), 800);
+        assert.equal(r.status, 101, `${offer}: ${r.statusLine}`);
+        assert.equal(r.headers["sec-websocket-protocol"], "a", offer);
+      }
+    });
+
+    const refusals: Array<[string, Record<string, string>, number]> = [
+      ["a missing Sec-WebSocket-Key", { ...UPGRADE_HEADERS, "Sec-WebSocket-Key": "" }, 400],
+      ["a malformed Sec-WebSocket-Key", { ...UPGRADE_HEADERS, "Sec-WebSocket-Key": "not-base64-of-16-bytes" }, 400],
+      ["Sec-WebSocket-Version 99", { ...UPGRADE_HEADERS, "Sec-WebSocket-Version": "99" }, 426],
+      ["a missing Sec-WebSocket-Version", { ...UPGRADE_HEADERS, "Sec-WebSocket-Version": "" }, 426],
+      ["Connection without Upgrade", { ...UPGRADE_HEADERS, Connection: "keep-alive" }, 400],
+    ];
+    for (const [label, headers, status] of refusals) {
+      it(`refuses ${label} with ${status}, and the server still serves`, async () => {
+        const clean = Object.fromEntries(Object.entries(headers).filter(([, v]) => v !== ""));
+        const r = await rawRequest(server.port, rawGet("/ws", clean), 800);
+        assert.equal(r.status, status, r.statusLine);
+        const health = await fetch(`${server.url}/healthz`);
+        assert.equal(health.status, 200);
+      });
+    }
+  });
+}
