@@ -11,6 +11,13 @@ export interface Config {
   maxText: number;
   maxFrameBytes: number;
   maxRooms: number;
+  heartbeatMs: number;
+  slowClientBytes: number;
+  rateLimitPerS: number;
+  rateLimitBurst: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  headersTimeoutMs: number;
   logLevel: LogLevel;
 }
 
@@ -32,14 +39,19 @@ function int(min: number, max: number) {
   };
 }
 
-function seconds(maxS: number) {
+function decimal(min: number, max: number, what = "a number") {
   return (raw: string): number => {
     const n = Number(raw);
-    if (raw.trim() === "" || !Number.isFinite(n) || n < 0 || n > maxS) {
-      throw new RangeError(`expected seconds from 0 to ${maxS}, got "${raw}"`);
+    if (raw.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
+      throw new RangeError(`expected ${what} from ${min} to ${max}, got "${raw}"`);
     }
-    return Math.round(n * 1000);
+    return n;
   };
+}
+
+function seconds(minS: number, maxS: number) {
+  const parse = decimal(minS, maxS, "seconds");
+  return (raw: string): number => Math.round(parse(raw) * 1000);
 }
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
@@ -53,10 +65,17 @@ export const OPTIONS: readonly Option[] = [
   } },
   { env: "HISTORY_REPLAY", key: "historyReplay", default: "10", help: "Recent messages a newcomer receives", parse: int(0, 1000) },
   { env: "HISTORY_RETAIN", key: "historyRetain", default: "1000", help: "Messages each room keeps", parse: int(1, 100000) },
-  { env: "PRESENCE_GRACE_S", key: "presenceGraceMs", default: "3", help: "Seconds a user's last tab may be gone before their leave is announced", parse: seconds(3600) },
+  { env: "PRESENCE_GRACE_S", key: "presenceGraceMs", default: "3", help: "Seconds a user's last tab may be gone before their leave is announced", parse: seconds(0, 3600) },
   { env: "MAX_TEXT", key: "maxText", default: "4096", help: "Longest chat text, in characters", parse: int(1, 16384) },
   { env: "MAX_FRAME_BYTES", key: "maxFrameBytes", default: "65536", help: "Largest WebSocket frame accepted; larger closes with 1009", parse: int(1024, 16777216) },
   { env: "MAX_ROOMS", key: "maxRooms", default: "10000", help: "Rooms kept in memory; the oldest empty room is forgotten past this", parse: int(1, 1000000) },
+  { env: "HEARTBEAT_S", key: "heartbeatMs", default: "15", help: "Protocol ping interval; a peer silent for 2 intervals is dropped", parse: seconds(1, 3600) },
+  { env: "SLOW_CLIENT_BYTES", key: "slowClientBytes", default: "1048576", help: "Close with 1013 a client with more than this many bytes waiting to be sent (0 = never)", parse: int(0, 1073741824) },
+  { env: "RATE_LIMIT_PER_S", key: "rateLimitPerS", default: "10", help: "Frames per second per connection and per user (0 = no limit)", parse: decimal(0, 1000000) },
+  { env: "RATE_LIMIT_BURST", key: "rateLimitBurst", default: "30", help: "Frames a connection or user may send at once", parse: int(1, 1000000) },
+  { env: "MAX_CONNECTIONS", key: "maxConnections", default: "20000", help: "Open WebSocket connections in all; past it upgrades get 503 (0 = no limit)", parse: int(0, 10000000) },
+  { env: "MAX_CONNECTIONS_PER_IP", key: "maxConnectionsPerIp", default: "200", help: "Open WebSocket connections per client IP; past it upgrades get 429 (0 = no limit)", parse: int(0, 10000000) },
+  { env: "HEADERS_TIMEOUT_S", key: "headersTimeoutMs", default: "10", help: "Time a client has to send its request headers (slowloris bound)", parse: seconds(1, 3600) },
   { env: "LOG_LEVEL", key: "logLevel", default: "info", help: "debug, info, warn or error", parse: (s) => {
     if (!(LOG_LEVELS as readonly string[]).includes(s)) throw new RangeError(`expected one of ${LOG_LEVELS.join(", ")}, got "${s}"`);
     return s as LogLevel;

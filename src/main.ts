@@ -2,6 +2,9 @@
 
 import { parseConfig } from "./config.ts";
 import { jsonLogger, randomIds, systemClock } from "./core/deps.ts";
+import { ConnectionGate } from "./core/gate.ts";
+import { Metrics } from "./core/metrics.ts";
+import { UserBuckets } from "./core/rate-limit.ts";
 import { RoomRegistry } from "./core/rooms.ts";
 import { CloseCode } from "./core/socket.ts";
 import { createApp } from "./http/app.ts";
@@ -25,21 +28,26 @@ async function main(): Promise<void> {
   const { config } = parsed;
   const runtime = detectRuntime();
   const log = jsonLogger(config.logLevel, {});
+  const metrics = new Metrics();
+  const rateLimit = { perSecond: config.rateLimitPerS, burst: config.rateLimitBurst };
   const rooms = new RoomRegistry(
     {
       historyReplay: config.historyReplay,
       historyRetain: config.historyRetain,
       presenceGraceMs: config.presenceGraceMs,
       limits: { maxText: config.maxText, maxFrameBytes: config.maxFrameBytes },
+      slowClientBytes: config.slowClientBytes,
+      rateLimit,
     },
-    { clock: systemClock, ids: randomIds, log },
+    { clock: systemClock, ids: randomIds, log, metrics, users: new UserBuckets(rateLimit, systemClock) },
     config.maxRooms,
   );
+  const gate = new ConnectionGate(config.maxConnections, config.maxConnectionsPerIp, systemClock);
   const staticFiles = await loadStaticFiles(STATIC_DIR);
   const options: StartOptions = {
     config,
     log,
-    buildApp: (edge) => createApp({ rooms, ids: randomIds, log, staticFiles, runtime, ...edge }),
+    buildApp: (edge) => createApp({ rooms, ids: randomIds, log, metrics, gate, staticFiles, runtime, ...edge }),
     onShutdown: () => {
       log.info("shutdown", { connections: rooms.connectionCount });
       rooms.closeAll(CloseCode.goingAway, "server shutting down");

@@ -2,10 +2,12 @@
 
 import type { Clock, IdSource, Logger } from "./deps.ts";
 import { HistoryBuffer } from "./history.ts";
+import { type CloseReason, Metrics } from "./metrics.ts";
 import { Presence } from "./presence.ts";
+import { type RateLimit, TokenBucket, type UserBuckets } from "./rate-limit.ts";
 import { closeQuietly, CloseCode, OPEN, type WebSocketLike } from "./socket.ts";
 import { encodeFrame } from "../protocol/encode.ts";
-import type { AnnounceFrame, ChatMessage, ErrorFrame, ServerFrame } from "../protocol/messages.ts";
+import type { AnnounceFrame, ChatMessage, ErrorCode, ServerFrame } from "../protocol/messages.ts";
 import { frameBytes, parseClientFrame, type ParseLimits } from "../protocol/parse.ts";
 
 export interface RoomOptions {
@@ -16,12 +18,21 @@ export interface RoomOptions {
   /** Time a user's last connection may be gone before their leave is announced. */
   presenceGraceMs: number;
   limits: ParseLimits;
+  /** Close a connection with 1013 when more than this many bytes wait to be sent to it; 0 = never. */
+  slowClientBytes?: number;
+  /** Frames per connection (`perSecond` 0 = off); the same limit applies per user via `RoomDeps.users`. */
+  rateLimit?: RateLimit;
 }
 
 export interface RoomDeps {
   clock: Clock;
   ids: IdSource;
   log: Logger;
+  metrics?: Metrics;
+  /** Per-user buckets shared by every room; rate limiting per user is off without it. */
+  users?: UserBuckets;
+  /** A high-resolution clock in milliseconds, for the fan-out histogram. */
+  hrtime?: () => number;
 }
 
 /** One client connection in a room. */
@@ -29,10 +40,21 @@ export interface Connection {
   readonly id: number;
   readonly user: string;
   readonly socket: WebSocketLike;
+  /** Per-connection token bucket (absent when rate limiting is off). */
+  readonly bucket?: TokenBucket;
+  readonly userBucket?: TokenBucket;
+  /** Frames refused in a row by the rate limit. */
+  strikes: number;
 }
 
-/** Why a connection left the room (for logs and metrics). */
-export type LeaveReason = "closed" | "send_failed" | "not_open" | "shutdown" | "too_big";
+/** Why a connection left the room: the close reasons counted in metrics. */
+export type LeaveReason = CloseReason;
+
+let nextConnectionId = 1;
+
+/** How a send went. */
+const Sent = { ok: 0, notOpen: 1, threw: 2, slow: 3 } as const;
+type Sent = (typeof Sent)[keyof typeof Sent];
 
 /**
  * A chat room over WHATWG-like sockets. The runtime adapter calls
@@ -42,12 +64,13 @@ export class Room {
   readonly name: string;
   readonly epoch: string;
   #seq = 0;
-  #nextConnId = 1;
   #connections = new Set<Connection>();
   #history: HistoryBuffer<ChatMessage>;
   #presence: Presence;
   #opts: RoomOptions;
   #deps: RoomDeps;
+  #metrics: Metrics;
+  #hrtime: () => number;
   /** Last time the room had activity (joins, leaves, messages), for eviction. */
   lastActive: number;
 
@@ -55,6 +78,8 @@ export class Room {
     this.name = name;
     this.#opts = opts;
     this.#deps = deps;
+    this.#metrics = deps.metrics ?? new Metrics();
+    this.#hrtime = deps.hrtime ?? (() => performance.now());
     this.epoch = deps.ids.epoch();
     this.#history = new HistoryBuffer(opts.historyRetain);
     this.#presence = new Presence(deps.clock, opts.presenceGraceMs);
@@ -90,7 +115,16 @@ export class Room {
    * user's join to everyone when this is their first connection.
    */
   join(socket: WebSocketLike, user: string): Connection {
-    const conn: Connection = { id: this.#nextConnId++, user, socket };
+    const limit = this.#opts.rateLimit;
+    const limited = limit !== undefined && limit.perSecond > 0;
+    const conn: Connection = {
+      id: nextConnectionId++,
+      user,
+      socket,
+      bucket: limited ? new TokenBucket(limit, this.#deps.clock) : undefined,
+      userBucket: limited ? this.#deps.users?.acquire(user) : undefined,
+      strikes: 0,
+    };
     this.lastActive = this.#deps.clock.now();
     const isNewUser = this.#presence.add(user);
     this.#connections.add(conn);
@@ -98,7 +132,7 @@ export class Room {
     const first = messages[0];
     // A failed send drops the connection inside #sendTo; the join is still
     // announced so that its later leave always pairs with it.
-    const ok = this.#sendTo(conn, {
+    this.#sendTo(conn, {
       type: "welcome",
       room: this.name,
       user,
@@ -112,24 +146,32 @@ export class Room {
       complete: first === undefined || first.seq === 1,
     });
     if (isNewUser) this.#broadcast(this.#announce("join", user));
-    if (!ok) this.#deps.log.debug("join_send_failed", { room: this.name, conn: conn.id });
     return conn;
   }
 
   /** Handles one frame from `conn`: a chat message, a ping, or an error reply. */
   receive(conn: Connection, data: unknown): void {
     if (!this.#connections.has(conn)) return;
+    this.#metrics.framesIn++;
     // Node and Bun enforce this in the runtime; Deno has no frame-size option, so it is checked here too.
     if (frameBytes(data, this.#opts.limits.maxFrameBytes) > this.#opts.limits.maxFrameBytes) {
-      this.#deps.log.info("frame_too_big", { room: this.name, conn: conn.id });
-      closeQuietly(conn.socket, CloseCode.tooBig, "frame too big");
-      this.leave(conn, "too_big");
+      this.#close(conn, CloseCode.tooBig, "frame too big", "too_big");
       return;
     }
+    if (conn.bucket && !(conn.bucket.take() && (conn.userBucket?.take() ?? true))) {
+      // Every frame costs a token, invalid ones included; a client that keeps going after
+      // a burst's worth of refusals is closed.
+      if (++conn.strikes >= Math.max(10, this.#opts.rateLimit?.burst ?? 0)) {
+        this.#close(conn, CloseCode.policy, "rate limit exceeded", "rate_limit");
+      } else {
+        this.#error(conn, "rate_limited", "Cannot accept frame: rate limit exceeded; slow down");
+      }
+      return;
+    }
+    conn.strikes = 0;
     const parsed = parseClientFrame(data, this.#opts.limits);
     if (!parsed.ok) {
-      this.#deps.log.debug("frame_rejected", { room: this.name, conn: conn.id, code: parsed.code });
-      this.#sendTo(conn, { type: "error", code: parsed.code, message: parsed.message } satisfies ErrorFrame);
+      this.#error(conn, parsed.code, parsed.message);
       return;
     }
     const frame = parsed.value;
@@ -149,6 +191,7 @@ export class Room {
     };
     if (frame.nonce !== undefined) message.nonce = frame.nonce;
     this.#history.push(message);
+    this.#metrics.messagesIn++;
     this.#broadcast(message);
     if (frame.nonce !== undefined) {
       this.#sendTo(conn, { type: "ack", nonce: frame.nonce, seq: message.seq });
@@ -156,14 +199,21 @@ export class Room {
   }
 
   /** Removes a connection whose socket closed; its leave follows the grace rule. */
-  leave(conn: Connection, reason: LeaveReason = "closed"): void {
+  leave(conn: Connection, reason: LeaveReason = "client"): void {
     if (!this.#connections.delete(conn)) return;
     this.lastActive = this.#deps.clock.now();
-    this.#deps.log.debug("room_leave", { room: this.name, conn: conn.id, reason });
+    Metrics.bump(this.#metrics.closes, reason);
+    if (conn.bucket) this.#deps.users?.release(conn.user);
+    this.#deps.log.info("ws_close", { room: this.name, conn: conn.id, reason });
     this.#presence.remove(conn.user, () => {
       this.lastActive = this.#deps.clock.now();
       this.#broadcast(this.#announce("leave", conn.user));
     });
+  }
+
+  /** True while `conn` is in this room. */
+  has(conn: Connection): boolean {
+    return this.#connections.has(conn);
   }
 
   /** Sends a frame to every connection, serialised once. */
@@ -173,10 +223,8 @@ export class Room {
 
   /** Closes every connection (e.g. 1001 on shutdown) and cancels pending leaves. */
   closeAll(code: number, reason: string): void {
-    const conns = [...this.#connections];
-    this.#connections.clear();
+    for (const conn of [...this.#connections]) this.#close(conn, code, reason, "shutdown");
     this.#presence.clear();
-    for (const conn of conns) closeQuietly(conn.socket, code, reason);
   }
 
   #announce(event: "join" | "leave", user: string): AnnounceFrame {
@@ -192,32 +240,77 @@ export class Room {
 
   #broadcast(frame: ServerFrame): void {
     const data = encodeFrame(frame);
+    const started = this.#hrtime();
+    let delivered = 0;
     for (const conn of this.#connections) {
-      if (!this.#sendRaw(conn, data)) this.#drop(conn, conn.socket.readyState === OPEN ? "send_failed" : "not_open");
+      const result = this.#sendRaw(conn, data);
+      if (result === Sent.ok) delivered++;
+      else this.#failed(conn, result);
     }
+    this.#metrics.fanout.observe((this.#hrtime() - started) / 1000);
+    this.#countOut(data, delivered);
   }
 
   #sendTo(conn: Connection, frame: ServerFrame): boolean {
-    if (this.#sendRaw(conn, encodeFrame(frame))) return true;
-    this.#drop(conn, conn.socket.readyState === OPEN ? "send_failed" : "not_open");
-    return false;
-  }
-
-  /** Sends pre-encoded data; false when the socket is not open or the send threw. */
-  #sendRaw(conn: Connection, data: string): boolean {
-    if (conn.socket.readyState !== OPEN) return false;
-    try {
-      conn.socket.send(data);
-      return true;
-    } catch (err) {
-      this.#deps.log.warn("send_failed", { room: this.name, conn: conn.id, error: String(err) });
+    const data = encodeFrame(frame);
+    const result = this.#sendRaw(conn, data);
+    if (result !== Sent.ok) {
+      this.#failed(conn, result);
       return false;
     }
+    this.#countOut(data, 1);
+    return true;
   }
 
-  #drop(conn: Connection, reason: LeaveReason): void {
-    if (!this.#connections.has(conn)) return;
-    closeQuietly(conn.socket, CloseCode.internal, "send failed");
-    this.leave(conn, reason);
+  #error(conn: Connection, code: ErrorCode, message: string): void {
+    Metrics.bump(this.#metrics.errors, code);
+    this.#deps.log.debug("frame_rejected", { room: this.name, conn: conn.id, code });
+    this.#sendTo(conn, { type: "error", code, message });
   }
+
+  #countOut(data: string, sockets: number): void {
+    if (sockets === 0) return;
+    this.#metrics.framesOut += sockets;
+    this.#metrics.bytesOut += utf8Length(data) * sockets;
+  }
+
+  /** Sends pre-encoded data and says how it went. */
+  #sendRaw(conn: Connection, data: string): Sent {
+    const socket = conn.socket;
+    if (socket.readyState !== OPEN) return Sent.notOpen;
+    try {
+      socket.send(data);
+    } catch (err) {
+      this.#deps.log.warn("send_failed", { room: this.name, conn: conn.id, error: String(err) });
+      return Sent.threw;
+    }
+    const limit = this.#opts.slowClientBytes ?? 0;
+    if (limit > 0 && (socket.bufferedAmount ?? 0) > limit) return Sent.slow;
+    return Sent.ok;
+  }
+
+  #failed(conn: Connection, result: Sent): void {
+    if (result === Sent.slow) this.#close(conn, CloseCode.overloaded, "slow consumer", "slow_consumer");
+    else if (result === Sent.threw) this.#close(conn, CloseCode.internal, "send failed", "send_failed");
+    else this.leave(conn, "send_failed");
+  }
+
+  #close(conn: Connection, code: number, reason: string, why: LeaveReason): void {
+    if (!this.#connections.has(conn)) return;
+    closeQuietly(conn.socket, code, reason);
+    this.leave(conn, why);
+  }
+}
+
+/** UTF-8 length of a string without encoding it. */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c <= 0xdbff) i++, n += 2;
+    else n += 2;
+  }
+  return n;
 }

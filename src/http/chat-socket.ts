@@ -2,33 +2,37 @@
 
 import type { WSContext, WSEvents } from "hono/ws";
 import type { Logger } from "../core/deps.ts";
-import type { Connection, Room } from "../core/room.ts";
+import type { Ticket } from "../core/gate.ts";
+import type { Connection, LeaveReason, Room } from "../core/room.ts";
 import type { RoomRegistry } from "../core/rooms.ts";
 import { closeQuietly, CloseCode, type WebSocketLike } from "../core/socket.ts";
 
 export interface ChatSocketDeps {
   rooms: RoomRegistry;
   log: Logger;
-  /** Gives the runtime's own live socket behind hono's context (see runtime/*.ts). */
+  /** Gives the runtime's own live socket behind hono's context (see runtime/*.ts). Called once per connection. */
   toSocket: (ws: WSContext) => WebSocketLike;
+  /** Why the runtime closed a socket, where it can tell (e.g. "heartbeat"). */
+  closeReason?: (ws: WSContext, code: number) => LeaveReason | undefined;
 }
 
 /** The events for one upgraded connection of `user` to room `roomName`. */
-export function chatSocketEvents(deps: ChatSocketDeps, roomName: string, user: string): WSEvents {
+export function chatSocketEvents(deps: ChatSocketDeps, roomName: string, user: string, ticket: Ticket): WSEvents {
   let room: Room | undefined;
   let conn: Connection | undefined;
-  const finish = (why: string, code?: number) => {
-    if (!room || !conn) return;
-    room.leave(conn);
-    deps.log.info("ws_close", { room: roomName, conn: conn.id, code, why });
+  const finish = (reason: LeaveReason) => {
+    ticket.release();
+    if (room && conn) room.leave(conn, reason);
     conn = undefined;
   };
   return {
     onOpen(_evt, ws) {
+      ticket.opened();
       const socket = deps.toSocket(ws);
       room = deps.rooms.get(roomName);
       if (!room) {
         closeQuietly(socket, CloseCode.overloaded, "too many rooms");
+        ticket.release();
         return;
       }
       conn = room.join(socket, user);
@@ -37,11 +41,11 @@ export function chatSocketEvents(deps: ChatSocketDeps, roomName: string, user: s
     onMessage(evt) {
       if (room && conn) room.receive(conn, evt.data);
     },
-    onClose(evt) {
-      finish("closed", evt.code);
+    onClose(evt, ws) {
+      finish(deps.closeReason?.(ws, evt.code) ?? "client");
     },
-    onError() {
-      finish("error");
+    onError(_evt, ws) {
+      finish(deps.closeReason?.(ws, 1006) ?? "error");
     },
   };
 }

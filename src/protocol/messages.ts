@@ -45,7 +45,7 @@ export interface AckFrame {
   seq: number;
 }
 
-export type ErrorCode = "bad_request" | "payload_too_large";
+export type ErrorCode = "bad_request" | "payload_too_large" | "rate_limited";
 
 export interface ErrorFrame {
   type: "error";

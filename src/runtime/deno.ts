@@ -1,5 +1,6 @@
 // Deno adapter: Deno.serve with a Hono upgradeWebSocket built on Deno.upgradeWebSocket.
 
+import { getConnInfo } from "hono/deno";
 import { defineWebSocketHelper, WSContext } from "hono/ws";
 import type { WebSocketLike } from "../core/socket.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
@@ -8,11 +9,11 @@ import type { RunningServer, StartOptions } from "./types.ts";
 declare const Deno: {
   serve(
     options: { port: number; hostname: string; onListen?: (addr: { port: number }) => void },
-    handler: (req: Request) => Response | Promise<Response>,
+    handler: (req: Request, info: unknown) => Response | Promise<Response>,
   ): { addr: { port: number }; shutdown(): Promise<void>; finished: Promise<void> };
   addSignalListener(signal: "SIGINT" | "SIGTERM", handler: () => void): void;
   exit(code: number): never;
-  upgradeWebSocket(req: Request): { response: Response; socket: WebSocket };
+  upgradeWebSocket(req: Request, options?: { idleTimeout?: number }): { response: Response; socket: WebSocket };
 };
 
 /**
@@ -21,13 +22,14 @@ declare const Deno: {
  * - it passes the first offered subprotocol to Deno, which splits the header only on ", ", so a
  *   client sending `a,b` got a 500. Here Deno picks none and the first offered one is echoed,
  *   which is what `ws` on Node and Bun do.
+ * `idleTimeout` (seconds) goes to Deno.upgradeWebSocket, which then pings and drops a silent peer.
  */
-const upgradeWebSocket = defineWebSocketHelper((c, events) => {
+const makeUpgradeWebSocket = (idleTimeout: number) => defineWebSocketHelper<WebSocket>((c, events) => {
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return;
   // Read every header first: once upgraded, Deno's request throws "Request closed".
   const offered = c.req.header("sec-websocket-protocol")?.split(",")[0]?.trim();
   const url = new URL(c.req.url);
-  const { response, socket } = Deno.upgradeWebSocket(c.req.raw);
+  const { response, socket } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout });
   if (offered) response.headers.set("sec-websocket-protocol", offered);
   const ctx = new WSContext({
     close: (code, reason) => socket.close(code, reason),
@@ -50,16 +52,19 @@ const upgradeWebSocket = defineWebSocketHelper((c, events) => {
 
 export async function start(opts: StartOptions): Promise<RunningServer> {
   const { config } = opts;
+  const idleTimeout = Math.max(1, Math.round(config.heartbeatMs / 1000));
   const app = opts.buildApp({
-    upgradeWebSocket,
+    upgradeWebSocket: makeUpgradeWebSocket(idleTimeout),
     // Deno's socket is the WHATWG WebSocket itself.
     toSocket: (ws) => ws.raw as WebSocketLike,
+    clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
   });
   let resolveListening: (port: number) => void = () => {};
   const listening = new Promise<number>((r) => (resolveListening = r));
   const server = Deno.serve(
     { port: config.port, hostname: config.host, onListen: ({ port }) => resolveListening(port) },
-    (req) => app.fetch(req),
+    // hono/deno's getConnInfo reads the connection info from the env argument.
+    (req, info) => app.fetch(req, info),
   );
   const port = await listening;
 

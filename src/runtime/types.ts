@@ -1,14 +1,21 @@
 // What main.ts hands a runtime adapter, and what the adapter hands back.
 
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 import type { UpgradeWebSocket, WSContext } from "hono/ws";
 import type { Config } from "../config.ts";
 import type { Logger } from "../core/deps.ts";
+import type { LeaveReason } from "../core/room.ts";
 import type { WebSocketLike } from "../core/socket.ts";
 
+/** What each runtime adapter gives the app. */
 export interface EdgeParts {
   upgradeWebSocket: UpgradeWebSocket<any>;
+  /** The runtime's live socket behind hono's per-event context, as the Room sees it. */
   toSocket: (ws: WSContext) => WebSocketLike;
+  /** The client's IP address. */
+  clientIp: (c: Context) => string;
+  /** Why the runtime closed a socket, where it can tell (e.g. "heartbeat"). */
+  closeReason?: (ws: WSContext, code: number) => LeaveReason | undefined;
 }
 
 export interface StartOptions {

@@ -2,6 +2,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { defineWebSocketHelper, WSContext, type WSEvents } from "hono/ws";
 import { silentLogger } from "../../src/core/deps.ts";
+import { ConnectionGate } from "../../src/core/gate.ts";
+import { Metrics } from "../../src/core/metrics.ts";
 import { RoomRegistry } from "../../src/core/rooms.ts";
 import type { WebSocketLike } from "../../src/core/socket.ts";
 import { createApp } from "../../src/http/app.ts";
@@ -16,11 +18,14 @@ const WS_HEADERS = {
   "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
 };
 
-async function setup(maxRooms = 100) {
+async function setup(maxRooms = 100, maxConnections = 0, maxPerIp = 0) {
   const ids = sequentialIds();
+  const clock = new FakeClock();
+  const metrics = new Metrics();
+  const gate = new ConnectionGate(maxConnections, maxPerIp, clock);
   const rooms = new RoomRegistry(
     { historyReplay: 10, historyRetain: 100, presenceGraceMs: 0, limits: { maxText: 100, maxFrameBytes: 1000 } },
-    { clock: new FakeClock(), ids, log: silentLogger },
+    { clock, ids, log: silentLogger, metrics },
     maxRooms,
   );
   const upgraded: WSEvents[] = [];
@@ -33,12 +38,15 @@ async function setup(maxRooms = 100) {
     rooms,
     ids,
     log: silentLogger,
+    metrics,
+    gate,
+    clientIp: (c) => c.req.header("x-test-ip") ?? "198.51.100.7",
     staticFiles: await loadStaticFiles(STATIC_DIR),
     runtime: "test",
     upgradeWebSocket,
     toSocket: (ws) => ws.raw as WebSocketLike,
   });
-  return { app, rooms, upgraded };
+  return { app, rooms, upgraded, gate, clock, metrics };
 }
 
 function open(events: WSEvents, socket: FakeSocket) {
@@ -130,5 +138,48 @@ describe("createApp()", () => {
     const res = await app.request("/ws/two", { headers: WS_HEADERS });
     assert.equal(res.status, 503);
     assert.match(await res.text(), /too many rooms/);
+  });
+});
+
+describe("createApp() limits and metrics", () => {
+  it("answers 429 past the per-IP limit and 503 past the total, before upgrading", async () => {
+    const { app, upgraded } = await setup(100, 3, 2);
+    const from = (ip: string) => ({ headers: { ...WS_HEADERS, "x-test-ip": ip } });
+    assert.equal((await app.request("/ws", from("10.0.0.1"))).status, 200);
+    assert.equal((await app.request("/ws", from("10.0.0.1"))).status, 200);
+    const tooMany = await app.request("/ws", from("10.0.0.1"));
+    assert.equal(tooMany.status, 429);
+    assert.match(await tooMany.text(), /Too many connections from your address/);
+    assert.equal((await app.request("/ws", from("10.0.0.2"))).status, 200);
+    const full = await app.request("/ws", from("10.0.0.3"));
+    assert.equal(full.status, 503);
+    assert.match(await full.text(), /too many connections/);
+    assert.equal(upgraded.length, 3);
+  });
+
+  it("gives the slot back when the connection closes", async () => {
+    const { app, upgraded, gate } = await setup(100, 1, 0);
+    assert.equal((await app.request("/ws", { headers: WS_HEADERS })).status, 200);
+    open(upgraded[0]!, new FakeSocket());
+    assert.equal((await app.request("/ws", { headers: WS_HEADERS })).status, 503);
+    upgraded[0]!.onClose?.(Object.assign(new Event("close"), { code: 1000 }) as CloseEvent, new WSContext({ send() {}, close() {}, readyState: 3 }));
+    assert.equal(gate.total, 0);
+    assert.equal((await app.request("/ws", { headers: WS_HEADERS })).status, 200);
+  });
+
+  it("serves Prometheus metrics with connections, rejections and closes by reason", async () => {
+    const { app, upgraded } = await setup(100, 0, 0);
+    await app.request("/ws/BAD", { headers: WS_HEADERS });
+    await app.request("/ws", { headers: WS_HEADERS });
+    open(upgraded[0]!, new FakeSocket());
+    const res = await app.request("/metrics");
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+    const body = await res.text();
+    assert.match(body, /^shootawall_connections 1$/m);
+    assert.match(body, /^shootawall_rejected_upgrades_total\{reason="bad_room"\} 1$/m);
+    assert.match(body, /^shootawall_closes_total\{reason="heartbeat"\} 0$/m);
+    assert.match(body, /^shootawall_broadcast_fanout_seconds_bucket\{le="\+Inf"\} \d+$/m);
+    assert.match(body, /^# TYPE shootawall_broadcast_fanout_seconds histogram$/m);
   });
 });
