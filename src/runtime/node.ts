@@ -1,8 +1,11 @@
 // Node adapter: @hono/node-server with its built-in upgradeWebSocket over a `ws` server (noServer).
 
-import { createAdaptorServer, upgradeWebSocket } from "@hono/node-server";
+import { createAdaptorServer, type Http2Bindings, type HttpBindings, upgradeWebSocket } from "@hono/node-server";
 import { getConnInfo } from "@hono/node-server/conninfo";
+import { STATUS_CODES } from "node:http";
+import type { IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { MiddlewareHandler } from "hono";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { WebSocketLike } from "../core/socket.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
@@ -41,15 +44,41 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
   }, Math.max(250, config.heartbeatMs / 2));
   heartbeat.unref();
 
+  // Upgrade requests that our routes hand to upgradeWebSocket; every other upgrade request is
+  // answered by writeRefusal() below, with its body (node-server alone would send none).
+  const upgrading = new WeakSet<object>();
+  const trackedUpgrade = ((createEvents: unknown) => {
+    const middleware = (upgradeWebSocket as unknown as (e: unknown) => MiddlewareHandler)(createEvents);
+    const tracked: MiddlewareHandler = async (c, next) => {
+      const res = await middleware(c, next);
+      if (res) upgrading.add(c.env as object);
+      return res;
+    };
+    return tracked;
+  }) as unknown as typeof upgradeWebSocket;
+
   const app = opts.buildApp({
-    upgradeWebSocket,
+    upgradeWebSocket: trackedUpgrade,
     // ws's WebSocket has a live readyState and bufferedAmount: hand it over as is.
     toSocket: (ws) => ws.raw as WebSocketLike,
     clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
     closeReason: (ws) => (ws.raw && killedByHeartbeat.has(ws.raw as object) ? "heartbeat" : undefined),
   });
+  const fetch = async (req: Request, bindings: HttpBindings | Http2Bindings) => {
+    const env = bindings as { incoming: IncomingMessage; outgoing?: unknown };
+    if (env.outgoing !== undefined) return app.fetch(req, env);
+    // An upgrade request (node-server passes no `outgoing`): answer refusals ourselves.
+    let res: Response;
+    try {
+      res = await app.fetch(req, env);
+    } catch {
+      res = new Response("Internal server error\n", { status: 500 });
+    }
+    if (!upgrading.has(env)) await writeRefusal(env.incoming, res);
+    return res;
+  };
   const server = createAdaptorServer({
-    fetch: app.fetch,
+    fetch,
     websocket: { server: wss },
     // Bound slow requests (slowloris): the timeouts are checked every second, not every 30 s.
     serverOptions: { connectionsCheckingInterval: 1000, headersTimeout: config.headersTimeoutMs, requestTimeout: config.headersTimeoutMs * 3 },
@@ -58,6 +87,8 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     else socket.destroy();
   });
+  // A second 'upgrade' listener tells node-server not to write its own (bodiless) refusals.
+  server.on("upgrade", () => {});
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
@@ -82,4 +113,18 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     });
   }
   return { port, stop };
+}
+
+const HOP_BY_HOP = new Set(["connection", "content-length", "keep-alive", "transfer-encoding", "upgrade"]);
+
+/** Writes a refused upgrade's full response, body included, then closes the socket. */
+async function writeRefusal(incoming: IncomingMessage, res: Response): Promise<void> {
+  const socket = incoming.socket;
+  const body = new Uint8Array(await res.arrayBuffer());
+  if (socket.destroyed) return;
+  const lines = [`HTTP/1.1 ${res.status} ${STATUS_CODES[res.status] ?? ""}`, "Connection: close", `Content-Length: ${body.byteLength}`];
+  res.headers.forEach((value, key) => {
+    if (!HOP_BY_HOP.has(key) && !/[\r\n]/.test(value)) lines.push(`${key}: ${value}`);
+  });
+  socket.end(Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), body]));
 }

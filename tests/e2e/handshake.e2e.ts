@@ -31,6 +31,21 @@ for (const runtime of selectedRuntimes()) {
       }
     });
 
+    it("refuses a bad room or name on a real upgrade with a readable body", async () => {
+      const room = await rawRequest(server.port, rawGet("/ws/NO", UPGRADE_HEADERS), 800);
+      assert.equal(room.status, 400, room.statusLine);
+      assert.match(room.rest.toString("utf8"), /Bad room name/);
+      const name = await rawRequest(server.port, rawGet(`/ws?name=${"x".repeat(33)}`, UPGRADE_HEADERS), 800);
+      assert.equal(name.status, 400, name.statusLine);
+      assert.match(name.rest.toString("utf8"), /name is longer than 32/);
+    });
+
+    it("answers an upgrade request to a non-WebSocket path as a plain request", async () => {
+      const r = await rawRequest(server.port, rawGet("/healthz", UPGRADE_HEADERS), 800);
+      assert.equal(r.status, 200, r.statusLine);
+      assert.match(r.rest.toString("utf8"), /"status":"ok"/);
+    });
+
     const refusals: Array<[string, Record<string, string>, number]> = [
       ["a missing Sec-WebSocket-Key", { ...UPGRADE_HEADERS, "Sec-WebSocket-Key": "" }, 400],
       ["a malformed Sec-WebSocket-Key", { ...UPGRADE_HEADERS, "Sec-WebSocket-Key": "not-base64-of-16-bytes" }, 400],
@@ -43,6 +58,7 @@ for (const runtime of selectedRuntimes()) {
         const clean = Object.fromEntries(Object.entries(headers).filter(([, v]) => v !== ""));
         const r = await rawRequest(server.port, rawGet("/ws", clean), 800);
         assert.equal(r.status, status, r.statusLine);
+        assert.match(r.rest.toString("utf8"), /^(Bad handshake|Upgrade required): .+/, "a readable body");
         const health = await fetch(`${server.url}/healthz`);
         assert.equal(health.status, 200);
       });
