@@ -45,7 +45,17 @@ export interface Connection {
   readonly userBucket?: TokenBucket;
   /** Frames refused in a row by the rate limit. */
   strikes: number;
+  /** When this connection's send buffer was first seen above slowClientBytes (undefined: below). */
+  slowSince?: number;
 }
+
+/**
+ * A buffer above slowClientBytes is tolerated this long (a burst of sends can
+ * sit in a healthy socket's buffer for a moment: Deno counts every queued send
+ * until its write completes), unless it passes SLOW_HARD_FACTOR times the mark.
+ */
+export const SLOW_GRACE_MS = 1000;
+export const SLOW_HARD_FACTOR = 4;
 
 /** Why a connection left the room: the close reasons counted in metrics. */
 export type LeaveReason = CloseReason;
@@ -285,7 +295,13 @@ export class Room {
       return Sent.threw;
     }
     const limit = this.#opts.slowClientBytes ?? 0;
-    if (limit > 0 && (socket.bufferedAmount ?? 0) > limit) return Sent.slow;
+    if (limit > 0) {
+      const buffered = socket.bufferedAmount ?? 0;
+      if (buffered <= limit) conn.slowSince = undefined;
+      else if (buffered > limit * SLOW_HARD_FACTOR) return Sent.slow;
+      else if (conn.slowSince === undefined) conn.slowSince = this.#deps.clock.now();
+      else if (this.#deps.clock.now() - conn.slowSince >= SLOW_GRACE_MS) return Sent.slow;
+    }
     return Sent.ok;
   }
 
@@ -297,8 +313,10 @@ export class Room {
 
   #close(conn: Connection, code: number, reason: string, why: LeaveReason): void {
     if (!this.#connections.has(conn)) return;
-    closeQuietly(conn.socket, code, reason);
+    // Leave first: Bun runs the close callback inside close(), and that callback must find
+    // the connection already gone rather than record the close as the client's.
     this.leave(conn, why);
+    closeQuietly(conn.socket, code, reason);
   }
 }
 

@@ -84,14 +84,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (room === undefined || !isValidRoomName(room)) {
       return refuse(c, "bad_room", 400, "Bad room name: use 1 to 64 characters of a-z, 0-9, \"-\" and \"_\"");
     }
+    const name = checkName(c.req.query("name"), deps.ids);
+    if (!name.ok) return refuse(c, "bad_name", 400, name.message);
     const handshake = checkHandshake(c.req.raw.headers);
     if (!handshake.ok) {
       // A plain GET (no Upgrade at all) is a person or a probe, not a bad handshake: not counted.
       if (!c.req.header("upgrade")) return c.text(text(handshake.message), handshake.status, handshake.headers);
       return refuse(c, "bad_handshake", handshake.status, handshake.message, handshake.headers);
     }
-    const name = checkName(c.req.query("name"), deps.ids);
-    if (!name.ok) return refuse(c, "bad_name", 400, name.message);
     const admission = deps.gate.admit(deps.clientIp(c));
     if (!admission.ok) {
       return admission.reason === "max_connections"

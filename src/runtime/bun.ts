@@ -3,16 +3,23 @@
 import type { ServerWebSocket } from "bun";
 import { getConnInfo, upgradeWebSocket, websocket } from "hono/bun";
 import type { WebSocketLike } from "../core/socket.ts";
+import { Heartbeat } from "./heartbeat.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
 
 export async function start(opts: StartOptions): Promise<RunningServer> {
   const { config } = opts;
+  const heartbeat = new Heartbeat<ServerWebSocket<unknown>>({
+    intervalMs: config.heartbeatMs,
+    ping: (ws) => ws.ping(),
+    terminate: (ws) => ws.terminate(),
+  });
   const app = opts.buildApp({
     upgradeWebSocket,
     // hono/bun makes a new context per event with a snapshot readyState; the raw
     // ServerWebSocket is the same object for the whole connection and live.
     toSocket: (ws) => bunSocket(ws.raw as ServerWebSocket<unknown>),
     clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
+    closeReason: (ws) => (ws.raw && heartbeat.killed(ws.raw as ServerWebSocket<unknown>) ? "heartbeat" : undefined),
   });
   const server = Bun.serve({
     port: config.port,
@@ -22,11 +29,23 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     idleTimeout: Math.min(255, Math.max(1, Math.round(config.headersTimeoutMs / 1000))),
     websocket: {
       ...websocket,
+      open(ws) {
+        heartbeat.add(ws);
+        return websocket.open(ws);
+      },
+      close(ws, code, reason) {
+        heartbeat.delete(ws);
+        return websocket.close(ws, code, reason);
+      },
+      pong(ws) {
+        heartbeat.alive(ws);
+      },
       maxPayloadLength: config.maxFrameBytes,
       perMessageDeflate: false,
-      // Bun pings an idle peer and closes it when nothing comes back within idleTimeout.
-      idleTimeout: Math.max(1, Math.round(config.heartbeatMs / 1000)),
-      sendPings: true,
+      // Our own heartbeat pings and terminates silent peers; Bun's idleTimeout only ticks in
+      // steps of about 4 s (a 2 s setting dropped a frozen peer after 7.7 s), so it is off.
+      idleTimeout: 0,
+      sendPings: false,
       // Never let Bun drop frames silently under backpressure: the Room measures and closes slow peers.
       backpressureLimit: 1024 * 1024 * 1024,
       closeOnBackpressureLimit: false,
@@ -36,10 +55,10 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
-    stopping ??= Promise.race([
+    stopping ??= (heartbeat.stop(), Promise.race([
       server.stop(false),
       new Promise<void>((r) => setTimeout(r, 2000)),
-    ]);
+    ]));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
       opts.onShutdown();

@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import type { MiddlewareHandler } from "hono";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { WebSocketLike } from "../core/socket.ts";
+import { Heartbeat } from "./heartbeat.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
 
 export async function start(opts: StartOptions): Promise<RunningServer> {
@@ -18,31 +19,17 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     perMessageDeflate: false,
   });
 
-  // Heartbeat: ws does not ping by itself. Every half interval each socket is pinged; one
-  // that has not answered the previous ping is terminated, so a frozen or half-open peer
-  // is gone within one interval (browsers answer pings even in background tabs).
-  const answered = new WeakMap<WebSocket, boolean>();
-  const killedByHeartbeat = new WeakSet<object>();
-  wss.on("connection", (ws) => {
-    answered.set(ws, true);
-    ws.on("pong", () => answered.set(ws, true));
+  // Heartbeat: ws does not ping by itself (browsers answer pings even in background tabs).
+  const heartbeat = new Heartbeat<WebSocket>({
+    intervalMs: config.heartbeatMs,
+    ping: (ws) => ws.ping(),
+    terminate: (ws) => ws.terminate(),
   });
-  const heartbeat = setInterval(() => {
-    for (const ws of wss.clients) {
-      if (answered.get(ws) === false) {
-        killedByHeartbeat.add(ws);
-        ws.terminate();
-        continue;
-      }
-      answered.set(ws, false);
-      try {
-        ws.ping();
-      } catch {
-        // Closing already; the close event does the rest.
-      }
-    }
-  }, Math.max(250, config.heartbeatMs / 2));
-  heartbeat.unref();
+  wss.on("connection", (ws) => {
+    heartbeat.add(ws);
+    ws.on("pong", () => heartbeat.alive(ws));
+    ws.once("close", () => heartbeat.delete(ws));
+  });
 
   // Upgrade requests that our routes hand to upgradeWebSocket; every other upgrade request is
   // answered by writeRefusal() below, with its body (node-server alone would send none).
@@ -62,7 +49,7 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     // ws's WebSocket has a live readyState and bufferedAmount: hand it over as is.
     toSocket: (ws) => ws.raw as WebSocketLike,
     clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
-    closeReason: (ws) => (ws.raw && killedByHeartbeat.has(ws.raw as object) ? "heartbeat" : undefined),
+    closeReason: (ws) => (ws.raw && heartbeat.killed(ws.raw as WebSocket) ? "heartbeat" : undefined),
   });
   const fetch = async (req: Request, bindings: HttpBindings | Http2Bindings) => {
     const env = bindings as { incoming: IncomingMessage; outgoing?: unknown };
@@ -98,7 +85,7 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
   let stopping: Promise<void> | undefined;
   const stop = () =>
     stopping ??= new Promise<void>((resolve) => {
-      clearInterval(heartbeat);
+      heartbeat.stop();
       const timer = setTimeout(resolve, 2000);
       server.close(() => {
         clearTimeout(timer);

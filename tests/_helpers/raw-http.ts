@@ -59,3 +59,25 @@ export const UPGRADE_HEADERS = {
   "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
   "Sec-WebSocket-Version": "13",
 };
+
+/**
+ * Completes a WebSocket handshake over raw TCP, then stops reading for good:
+ * a peer whose receive window fills up, as a stalled client would. (A `ws`
+ * client cannot do this: it resumes its socket whenever it has parsed data.)
+ */
+export function openStalledSocket(port: number, path: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(rawGet(path, UPGRADE_HEADERS)));
+    socket.setNoDelay(true);
+    socket.once("data", (d: Buffer) => {
+      if (!d.toString("latin1").startsWith("HTTP/1.1 101")) {
+        socket.destroy();
+        reject(new Error(`upgrade refused: ${d.toString("latin1").split("\r\n")[0]}`));
+        return;
+      }
+      socket.pause();
+      resolve(socket);
+    });
+    socket.on("error", () => {});
+  });
+}

@@ -316,3 +316,22 @@ describe("Room frame size limit", () => {
     assert.equal(room.seq, 1);
   });
 });
+
+describe("Room close reasons", () => {
+  it("records its own reason even when the socket's close callback runs inside close() (Bun)", () => {
+    const { room } = setup();
+    const a = new FakeSocket();
+    const metricsSeen: string[] = [];
+    const conn = room.join(a, "alice");
+    // Like Bun: closing runs the runtime's close handler synchronously, which calls leave("client").
+    a.close = (code?: number, reason?: string) => {
+      a.closedWith = { code, reason };
+      a.readyState = 3;
+      metricsSeen.push(room.has(conn) ? "still-in-room" : "already-left");
+      room.leave(conn, "client");
+    };
+    room.receive(conn, new Uint8Array(70_000));
+    assert.deepEqual(metricsSeen, ["already-left"]);
+    assert.equal(a.closedWith?.code, 1009);
+  });
+});
