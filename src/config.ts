@@ -75,7 +75,7 @@ export const OPTIONS: readonly Option[] = [
   { env: "RATE_LIMIT_BURST", key: "rateLimitBurst", default: "30", help: "Frames a connection or user may send at once", parse: int(1, 1000000) },
   { env: "MAX_CONNECTIONS", key: "maxConnections", default: "20000", help: "Open WebSocket connections in all; past it upgrades get 503 (0 = no limit)", parse: int(0, 10000000) },
   { env: "MAX_CONNECTIONS_PER_IP", key: "maxConnectionsPerIp", default: "200", help: "Open WebSocket connections per client IP; past it upgrades get 429 (0 = no limit)", parse: int(0, 10000000) },
-  { env: "HEADERS_TIMEOUT_S", key: "headersTimeoutMs", default: "10", help: "Time a client has to send its request headers (slowloris bound)", parse: seconds(1, 3600) },
+  { env: "HEADERS_TIMEOUT_S", key: "headersTimeoutMs", default: "10", help: "Time a client has to send its request headers (slowloris bound; Node only, see README)", parse: seconds(1, 3600) },
   { env: "LOG_LEVEL", key: "logLevel", default: "info", help: "debug, info, warn or error", parse: (s) => {
     if (!(LOG_LEVELS as readonly string[]).includes(s)) throw new RangeError(`expected one of ${LOG_LEVELS.join(", ")}, got "${s}"`);
     return s as LogLevel;

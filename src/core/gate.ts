@@ -26,7 +26,7 @@ export class ConnectionGate {
   #clock: Clock;
   #pendingMs: number;
 
-  constructor(max: number, maxPerIp: number, clock: Clock, pendingMs = 10_000) {
+  constructor(max: number, maxPerIp: number, clock: Clock, pendingMs = 5_000) {
     this.#max = max;
     this.#maxPerIp = maxPerIp;
     this.#clock = clock;
