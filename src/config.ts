@@ -18,6 +18,19 @@ export interface Config {
   maxConnections: number;
   maxConnectionsPerIp: number;
   headersTimeoutMs: number;
+  store: "file" | "memory";
+  dataDir: string;
+  fsync: "always" | "interval";
+  auth: "open" | "password" | "jwt";
+  authSecret: string;
+  authAudience: string;
+  authIssuer: string;
+  jwksFile: string;
+  jwksUrl: string;
+  allowedOrigins: string;
+  sessionTtlMs: number;
+  ticketTtlMs: number;
+  loginRatePerMin: number;
   logLevel: LogLevel;
 }
 
@@ -56,6 +69,18 @@ function seconds(minS: number, maxS: number) {
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
+/** A free-text setting, taken as given (never echoed in an error: AUTH_SECRET is one). */
+const text = (s: string): string => s;
+
+function oneOf<T extends string>(values: readonly T[]) {
+  return (raw: string): T => {
+    if (!(values as readonly string[]).includes(raw)) {
+      throw new RangeError(`expected one of ${values.join(", ")}, got "${raw}"`);
+    }
+    return raw as T;
+  };
+}
+
 /** Every setting: its env var, flag (derived), default and meaning. */
 export const OPTIONS: readonly Option[] = [
   { env: "PORT", key: "port", default: "8080", help: "TCP port to listen on (0 picks a free one)", parse: int(0, 65535) },
@@ -76,6 +101,22 @@ export const OPTIONS: readonly Option[] = [
   { env: "MAX_CONNECTIONS", key: "maxConnections", default: "20000", help: "Open WebSocket connections in all; past it upgrades get 503 (0 = no limit)", parse: int(0, 10000000) },
   { env: "MAX_CONNECTIONS_PER_IP", key: "maxConnectionsPerIp", default: "200", help: "Open WebSocket connections per client IP; past it upgrades get 429 (0 = no limit)", parse: int(0, 10000000) },
   { env: "HEADERS_TIMEOUT_S", key: "headersTimeoutMs", default: "10", help: "Time a client has to send its request headers (slowloris bound; Node only, see README)", parse: seconds(1, 3600) },
+  { env: "STORE", key: "store", default: "file", help: "file: an append-only log per room in DATA_DIR; memory: nothing kept across restarts (also --memory)", parse: oneOf(["file", "memory"]) },
+  { env: "DATA_DIR", key: "dataDir", default: "./data", help: "Where the file store keeps its logs", parse: (s) => {
+    if (s.trim() === "" || s.includes("\0")) throw new RangeError(`expected a directory, got "${s}"`);
+    return s;
+  } },
+  { env: "FSYNC", key: "fsync", default: "always", help: "always: ack once on disk; interval: ack once written, synced within 1 s", parse: oneOf(["always", "interval"]) },
+  { env: "AUTH", key: "auth", default: "open", help: "Who may connect: open (nicknames), password (accounts in DATA_DIR/users.json) or jwt (tokens from your app)", parse: oneOf(["open", "password", "jwt"]) },
+  { env: "AUTH_SECRET", key: "authSecret", default: "", help: "32+ characters that sign session cookies (password) and HS256 tokens (jwt); set it in the environment, not as a flag", parse: text },
+  { env: "AUTH_AUDIENCE", key: "authAudience", default: "", help: "The aud claim jwt tokens must carry (empty: not checked)", parse: text },
+  { env: "AUTH_ISSUER", key: "authIssuer", default: "", help: "The iss claim jwt tokens must carry (empty: not checked)", parse: text },
+  { env: "JWKS_FILE", key: "jwksFile", default: "", help: "JSON Web Key Set file with the public keys of RS256/ES256 jwt tokens", parse: text },
+  { env: "JWKS_URL", key: "jwksUrl", default: "", help: "URL of a JSON Web Key Set with the public keys of RS256/ES256 jwt tokens (fetched and cached)", parse: text },
+  { env: "ALLOWED_ORIGINS", key: "allowedOrigins", default: "", help: "Comma list of origins whose pages may connect, in every mode (empty: this server's own origin)", parse: text },
+  { env: "SESSION_TTL_S", key: "sessionTtlMs", default: "43200", help: "Seconds a sign-in session lasts (password); its sockets close with 1008 then", parse: seconds(60, 31536000) },
+  { env: "TICKET_TTL_S", key: "ticketTtlMs", default: "30", help: "Seconds a single-use ?ticket= from POST /auth/ticket stays valid", parse: seconds(1, 300) },
+  { env: "LOGIN_RATE_PER_MIN", key: "loginRatePerMin", default: "10", help: "Sign-in attempts per minute per IP, and failed ones per account per 15 min; past it 429 (0 = no limit)", parse: int(0, 100000) },
   { env: "LOG_LEVEL", key: "logLevel", default: "info", help: "debug, info, warn or error", parse: (s) => {
     if (!(LOG_LEVELS as readonly string[]).includes(s)) throw new RangeError(`expected one of ${LOG_LEVELS.join(", ")}, got "${s}"`);
     return s as LogLevel;
@@ -102,6 +143,10 @@ export function parseConfig(env: Record<string, string | undefined>, argv: reado
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     if (arg === "--help" || arg === "-h") return { kind: "help", text: helpText() };
+    if (arg === "--memory") {
+      raw.set("STORE", "memory");
+      continue;
+    }
     const [flag, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
     const opt = OPTIONS.find((o) => flagName(o.env) === flag);
     if (!opt) return { kind: "error", message: `Cannot start: unknown option "${arg}" (see --help)` };
@@ -135,6 +180,7 @@ export function helpText(): string {
     "",
     line(head),
     ...rows.map(line),
+    "  --memory    same as STORE=memory",
     "  --help, -h  print this text",
   ].join("\n");
 }

@@ -6,8 +6,11 @@ import { ConnectionGate } from "./core/gate.ts";
 import { Metrics } from "./core/metrics.ts";
 import { UserBuckets } from "./core/rate-limit.ts";
 import { RoomRegistry } from "./core/rooms.ts";
+import { FileStore } from "./storage/file.ts";
+import { MemoryStore } from "./storage/memory.ts";
 import { CloseCode } from "./core/socket.ts";
 import { createApp } from "./http/app.ts";
+import { createAuth } from "./http/auth/service.ts";
 import { loadStaticFiles, STATIC_DIR } from "./http/static.ts";
 import { detectRuntime } from "./runtime/detect.ts";
 import type { RunningServer, StartOptions } from "./runtime/types.ts";
@@ -28,6 +31,12 @@ async function main(): Promise<void> {
   const { config } = parsed;
   const runtime = detectRuntime();
   const log = jsonLogger(config.logLevel, {});
+  const auth = await createAuth(config, { log });
+  if (!auth.ok) {
+    console.error(auth.message);
+    process.exitCode = 2;
+    return;
+  }
   const metrics = new Metrics();
   const rateLimit = { perSecond: config.rateLimitPerS, burst: config.rateLimitBurst };
   const rooms = new RoomRegistry(
@@ -41,16 +50,20 @@ async function main(): Promise<void> {
     },
     { clock: systemClock, ids: randomIds, log, metrics, users: new UserBuckets(rateLimit, systemClock) },
     config.maxRooms,
+    config.store === "memory"
+      ? new MemoryStore()
+      : new FileStore({ dir: config.dataDir, fsync: config.fsync, retain: config.historyRetain, log }),
   );
   const gate = new ConnectionGate(config.maxConnections, config.maxConnectionsPerIp, systemClock);
   const staticFiles = await loadStaticFiles(STATIC_DIR);
   const options: StartOptions = {
     config,
     log,
-    buildApp: (edge) => createApp({ rooms, ids: randomIds, log, metrics, gate, staticFiles, runtime, ...edge }),
-    onShutdown: () => {
+    buildApp: (edge) => createApp({ rooms, ids: randomIds, log, metrics, gate, staticFiles, runtime, auth: auth.auth, ...edge }),
+    onShutdown: async () => {
       log.info("shutdown", { connections: rooms.connectionCount });
       rooms.closeAll(CloseCode.goingAway, "server shutting down");
+      await rooms.closeStore().catch((err) => log.error("store_close_failed", { error: String(err) }));
     },
   };
   let server: RunningServer;
@@ -65,7 +78,14 @@ async function main(): Promise<void> {
       server = await (await import("./runtime/node.ts")).start(options);
   }
   const shownHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
-  log.info("listening", { runtime, host: config.host, port: server.port, url: `http://${shownHost}:${server.port}/` });
+  log.info("listening", {
+    runtime,
+    host: config.host,
+    port: server.port,
+    url: `http://${shownHost}:${server.port}/`,
+    store: config.store,
+    ...(config.store === "file" ? { fsync: config.fsync } : {}),
+  });
 }
 
 await main();

@@ -9,7 +9,9 @@ export type CloseReason =
   | "too_big"
   | "send_failed"
   | "error"
-  | "shutdown";
+  | "shutdown"
+  | "token_expired"
+  | "logged_out";
 
 /** Fixed-bucket histogram (cumulative counts rendered at scrape time). */
 export class Histogram {

@@ -3,12 +3,27 @@
 import type { Clock, IdSource, Logger } from "./deps.ts";
 import { HistoryBuffer } from "./history.ts";
 import { type CloseReason, Metrics } from "./metrics.ts";
+import { NonceWindow } from "./nonces.ts";
 import { Presence } from "./presence.ts";
 import { type RateLimit, TokenBucket, type UserBuckets } from "./rate-limit.ts";
 import { closeQuietly, CloseCode, OPEN, type WebSocketLike } from "./socket.ts";
 import { encodeFrame } from "../protocol/encode.ts";
-import type { AnnounceFrame, ChatMessage, ErrorCode, ServerFrame } from "../protocol/messages.ts";
+import type { AnnounceFrame, ChatMessage, ErrorCode, ErrorFrame, Nonce, ServerFrame } from "../protocol/messages.ts";
 import { frameBytes, parseClientFrame, type ParseLimits } from "../protocol/parse.ts";
+import type { RoomLog, StoredRoom } from "../storage/store.ts";
+
+/** Where a reconnecting client left off (`?since=` and `&epoch=`). */
+export interface Resume {
+  since?: number;
+  epoch?: string;
+}
+
+/** Work waiting for the room's log, kept in arrival order. */
+type Pending =
+  | { kind: "message"; conn: Connection; text: string; nonce?: Nonce }
+  | { kind: "reply"; conn: Connection; frame: ServerFrame };
+
+const NO_LOG: RoomLog = { append() {}, close: () => Promise.resolve() };
 
 export interface RoomOptions {
   /** Messages a newcomer receives (`HISTORY_REPLAY`). */
@@ -47,6 +62,8 @@ export interface Connection {
   strikes: number;
   /** When this connection's send buffer was first seen above slowClientBytes (undefined: below). */
   slowSince?: number;
+  /** Takes the token of an `auth` frame (set by the connection layer when auth is on). */
+  onAuth?: (token: string) => void;
 }
 
 /**
@@ -74,6 +91,14 @@ export class Room {
   readonly name: string;
   readonly epoch: string;
   #seq = 0;
+  #log: RoomLog;
+  #nonces = new NonceWindow();
+  /** Messages (and replies queued behind them) waiting for the log. */
+  #queue: Pending[] = [];
+  /** True while an append is in flight. */
+  #writing = false;
+  /** Connections waiting for the same (user, nonce) as a message in flight: they get its ack too. */
+  #waiting = new Map<string, Connection[]>();
   #connections = new Set<Connection>();
   #history: HistoryBuffer<ChatMessage>;
   #presence: Presence;
@@ -84,14 +109,25 @@ export class Room {
   /** Last time the room had activity (joins, leaves, messages), for eviction. */
   lastActive: number;
 
-  constructor(name: string, opts: RoomOptions, deps: RoomDeps) {
+  /**
+   * `stored` is what the room's log held when opened (default: a new, empty
+   * history with a fresh epoch); `log` stores each accepted message before it
+   * is broadcast and acked.
+   */
+  constructor(name: string, opts: RoomOptions, deps: RoomDeps, stored?: StoredRoom, log: RoomLog = NO_LOG) {
     this.name = name;
     this.#opts = opts;
     this.#deps = deps;
     this.#metrics = deps.metrics ?? new Metrics();
     this.#hrtime = deps.hrtime ?? (() => performance.now());
-    this.epoch = deps.ids.epoch();
+    this.epoch = stored?.epoch ?? deps.ids.epoch();
+    this.#log = log;
     this.#history = new HistoryBuffer(opts.historyRetain);
+    this.#seq = stored?.seq ?? 0;
+    for (const m of stored?.messages ?? []) {
+      this.#history.push(m);
+      if (m.nonce !== undefined) this.#nonces.record(m.user, m.nonce, m.seq, Date.parse(m.date) || 0);
+    }
     this.#presence = new Presence(deps.clock, opts.presenceGraceMs);
     this.lastActive = deps.clock.now();
   }
@@ -110,9 +146,14 @@ export class Room {
     return this.#presence.list();
   }
 
-  /** True when nobody is connected and no leave is pending. */
+  /** True when nobody is connected, no leave is pending and nothing waits for the log. */
   get idle(): boolean {
-    return this.#connections.size === 0 && this.#presence.size === 0;
+    return this.#connections.size === 0 && this.#presence.size === 0 && !this.#writing && this.#queue.length === 0;
+  }
+
+  /** Flushes and releases the room's log (the room must be idle). */
+  closeLog(): Promise<void> {
+    return this.#log.close();
   }
 
   /** Messages retained, oldest first. */
@@ -124,7 +165,7 @@ export class Room {
    * Adds a connection: sends it `welcome` then `history`, then announces the
    * user's join to everyone when this is their first connection.
    */
-  join(socket: WebSocketLike, user: string): Connection {
+  join(socket: WebSocketLike, user: string, resume: Resume = {}): Connection {
     const limit = this.#opts.rateLimit;
     const limited = limit !== undefined && limit.perSecond > 0;
     const conn: Connection = {
@@ -138,8 +179,7 @@ export class Room {
     this.lastActive = this.#deps.clock.now();
     const isNewUser = this.#presence.add(user);
     this.#connections.add(conn);
-    const messages = this.#history.last(this.#opts.historyReplay);
-    const first = messages[0];
+    const { messages, complete } = this.#replay(resume);
     // A failed send drops the connection inside #sendTo; the join is still
     // announced so that its later leave always pairs with it.
     this.#sendTo(conn, {
@@ -153,7 +193,7 @@ export class Room {
       type: "history",
       room: this.name,
       messages,
-      complete: first === undefined || first.seq === 1,
+      complete,
     });
     if (isNewUser) this.#broadcast(this.#announce("join", user));
     return conn;
@@ -186,26 +226,149 @@ export class Room {
     }
     const frame = parsed.value;
     if (frame.type === "ping") {
-      this.#sendTo(conn, { type: "pong" });
+      this.#reply(conn, { type: "pong" });
       return;
     }
-    const now = this.#deps.clock.now();
-    this.lastActive = now;
-    const message: ChatMessage = {
-      type: "message",
-      room: this.name,
-      seq: ++this.#seq,
-      user: conn.user,
-      date: new Date(now).toISOString(),
-      text: frame.text,
-    };
-    if (frame.nonce !== undefined) message.nonce = frame.nonce;
-    this.#history.push(message);
-    this.#metrics.messagesIn++;
-    this.#broadcast(message);
-    if (frame.nonce !== undefined) {
-      this.#sendTo(conn, { type: "ack", nonce: frame.nonce, seq: message.seq });
+    if (frame.type === "auth") {
+      if (conn.onAuth) conn.onAuth(frame.token);
+      else this.#error(conn, "bad_request", "Cannot accept auth: this server does not use tokens");
+      return;
     }
+    this.lastActive = this.#deps.clock.now();
+    const nonce = frame.nonce;
+    if (nonce !== undefined) {
+      // A retry of a message already stored: the same ack again, nothing broadcast.
+      const seq = this.#nonces.lookup(conn.user, nonce);
+      if (seq !== undefined) {
+        this.#reply(conn, { type: "ack", nonce, seq });
+        return;
+      }
+      // A retry of a message still on its way to the log: acked together with it.
+      const key = nonceKey(conn.user, nonce);
+      const waiting = this.#waiting.get(key);
+      if (waiting) {
+        waiting.push(conn);
+        return;
+      }
+      this.#waiting.set(key, []);
+    }
+    this.#queue.push({ kind: "message", conn, text: frame.text, nonce });
+    this.#pump();
+  }
+
+  /** A reply that must not overtake this connection's messages waiting for the log. */
+  #reply(conn: Connection, frame: ServerFrame): void {
+    if (this.#writing || this.#queue.length > 0) this.#queue.push({ kind: "reply", conn, frame });
+    else this.#sendTo(conn, frame);
+  }
+
+  /** Stores what is queued, in batches (one append and one sync for all that arrived meanwhile). */
+  #pump(): void {
+    while (!this.#writing && this.#queue.length > 0) {
+      const items = this.#queue;
+      this.#queue = [];
+      const date = new Date(this.#deps.clock.now()).toISOString();
+      const messages: ChatMessage[] = [];
+      for (const item of items) {
+        if (item.kind !== "message") continue;
+        const m: ChatMessage = {
+          type: "message",
+          room: this.name,
+          seq: this.#seq + messages.length + 1,
+          user: item.conn.user,
+          date,
+          text: item.text,
+        };
+        if (item.nonce !== undefined) m.nonce = item.nonce;
+        messages.push(m);
+      }
+      if (messages.length === 0) {
+        this.#settle(items, messages, undefined);
+        continue;
+      }
+      let pending: void | Promise<void>;
+      try {
+        pending = this.#log.append(messages);
+      } catch (err) {
+        this.#settle(items, messages, err);
+        continue;
+      }
+      if (pending === undefined) {
+        this.#settle(items, messages, undefined);
+        continue;
+      }
+      this.#writing = true;
+      pending.then(
+        () => this.#afterWrite(items, messages, undefined),
+        (err: unknown) => this.#afterWrite(items, messages, err ?? new Error("store failed")),
+      );
+    }
+  }
+
+  #afterWrite(items: Pending[], messages: ChatMessage[], err: unknown): void {
+    this.#writing = false;
+    this.#settle(items, messages, err);
+    this.#pump();
+  }
+
+  /** Broadcasts and acks a stored batch, or answers `unavailable` for a failed one; replies keep their place. */
+  #settle(items: Pending[], messages: ChatMessage[], err: unknown): void {
+    if (err !== undefined) {
+      this.#deps.log.warn("store_unavailable", { room: this.name, messages: messages.length, error: String(err) });
+    }
+    let i = 0;
+    for (const item of items) {
+      if (item.kind === "reply") {
+        this.#sendTo(item.conn, item.frame);
+        continue;
+      }
+      const message = messages[i++] as ChatMessage;
+      const waiting = item.nonce === undefined ? [] : this.#takeWaiting(item.conn.user, item.nonce);
+      if (err !== undefined) {
+        const frame: ErrorFrame = {
+          type: "error",
+          code: "unavailable",
+          message: "Cannot store message right now; it was not sent; try again",
+        };
+        if (item.nonce !== undefined) frame.nonce = item.nonce;
+        for (const c of [item.conn, ...waiting]) this.#errorFrame(c, frame);
+        continue;
+      }
+      this.#seq = message.seq;
+      this.#history.push(message);
+      this.#metrics.messagesIn++;
+      if (item.nonce !== undefined) {
+        this.#nonces.record(message.user, item.nonce, message.seq, this.#deps.clock.now());
+      }
+      this.#broadcast(message);
+      if (item.nonce !== undefined) {
+        const ack: ServerFrame = { type: "ack", nonce: item.nonce, seq: message.seq };
+        for (const c of [item.conn, ...waiting]) if (this.#connections.has(c)) this.#sendTo(c, ack);
+      }
+    }
+  }
+
+  #takeWaiting(user: string, nonce: Nonce): Connection[] {
+    const key = nonceKey(user, nonce);
+    const waiting = this.#waiting.get(key) ?? [];
+    this.#waiting.delete(key);
+    return waiting;
+  }
+
+  /** The history frame's content for a join: a resume when possible, else the latest messages. */
+  #replay(resume: Resume): { messages: ChatMessage[]; complete: boolean } {
+    const { since, epoch } = resume;
+    if (since !== undefined) {
+      const oldest = this.#history.first()?.seq ?? this.#seq + 1;
+      const sameEpoch = epoch === undefined || epoch === this.epoch;
+      if (sameEpoch && since <= this.#seq && since >= oldest - 1) {
+        return { messages: this.#history.last(this.#seq - since), complete: true };
+      }
+      return { messages: this.#history.last(this.#opts.historyReplay), complete: false };
+    }
+    const messages = this.#history.last(this.#opts.historyReplay);
+    // Complete when the frame holds every message of this epoch (seqs run 1..seq without gaps).
+    return { messages, complete: messages.length === this.#seq };
   }
 
   /** Removes a connection whose socket closed; its leave follows the grace rule. */
@@ -275,7 +438,12 @@ export class Room {
   #error(conn: Connection, code: ErrorCode, message: string): void {
     Metrics.bump(this.#metrics.errors, code);
     this.#deps.log.debug("frame_rejected", { room: this.name, conn: conn.id, code });
-    this.#sendTo(conn, { type: "error", code, message });
+    this.#reply(conn, { type: "error", code, message });
+  }
+
+  #errorFrame(conn: Connection, frame: ErrorFrame): void {
+    Metrics.bump(this.#metrics.errors, frame.code);
+    if (this.#connections.has(conn)) this.#sendTo(conn, frame);
   }
 
   #countOut(data: string, sockets: number): void {
@@ -318,6 +486,10 @@ export class Room {
     this.leave(conn, why);
     closeQuietly(conn.socket, code, reason);
   }
+}
+
+function nonceKey(user: string, nonce: Nonce): string {
+  return `${typeof nonce === "number" ? "n" : "s"}${nonce}\u0000${user}`;
 }
 
 /** UTF-8 length of a string without encoding it. */

@@ -7,7 +7,10 @@ import type { Context } from "hono";
 import type { IdSource, Logger } from "../core/deps.ts";
 import type { ConnectionGate, Ticket } from "../core/gate.ts";
 import { Metrics } from "../core/metrics.ts";
+import type { Resume } from "../core/room.ts";
 import { DEFAULT_ROOM, isValidRoomName, type RoomRegistry } from "../core/rooms.ts";
+import type { LiveAccess } from "./auth/live.ts";
+import { AuthService } from "./auth/service.ts";
 import { chatSocketEvents, type ChatSocketDeps } from "./chat-socket.ts";
 import { checkHandshake } from "./handshake.ts";
 import { checkName } from "./identity.ts";
@@ -26,9 +29,27 @@ export interface AppDeps extends ChatSocketDeps {
   /** The client's IP address as the runtime saw it (never sent to other clients). */
   clientIp: (c: Context) => string;
   now?: () => number;
+  /** Who may connect, as whom, to which room (default: AUTH=open with the same-origin rule). */
+  auth?: AuthService;
 }
 
-type Env = { Variables: { room: string; user: string; ticket: Ticket } };
+type Env = { Variables: { room: string; user: string; ticket: Ticket; resume: Resume; access?: LiveAccess } };
+
+const EPOCH = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Reads `since` and `epoch` from the upgrade query (wire contract: resume). */
+function parseResume(since: string | undefined, epoch: string | undefined): Resume | string {
+  const resume: Resume = {};
+  if (since !== undefined) {
+    if (!/^\d{1,15}$/.test(since)) return "Bad since: expected the last seq you received, a whole number >= 0";
+    resume.since = Number(since);
+  }
+  if (epoch !== undefined) {
+    if (!EPOCH.test(epoch)) return "Bad epoch: expected the epoch from a welcome frame";
+    resume.epoch = epoch;
+  }
+  return resume;
+}
 
 const text = (body: string) => body.endsWith("\n") ? body : `${body}\n`;
 
@@ -69,10 +90,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
       "Cache-Control": "no-store",
     }));
 
+  const auth = deps.auth ?? AuthService.open(deps.log);
+  auth.mount(app, deps.clientIp);
+
   const upgrade = deps.upgradeWebSocket((c): WSEvents =>
-    chatSocketEvents(deps, c.get("room"), c.get("user"), c.get("ticket"))
+    chatSocketEvents(deps, c.get("room"), c.get("user"), c.get("ticket"), c.get("resume"), c.get("access"))
   );
-  const refuse = (c: Context, reason: string, status: 400 | 426 | 429 | 503, message: string, headers?: Record<string, string>) => {
+  const refuse = (c: Context, reason: string, status: 400 | 401 | 403 | 426 | 429 | 503, message: string, headers?: Record<string, string>) => {
     Metrics.bump(deps.metrics.rejectedUpgrades, reason);
     deps.log.debug("upgrade_refused", { reason, status });
     return c.text(text(message), status, headers);
@@ -84,26 +108,41 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (room === undefined || !isValidRoomName(room)) {
       return refuse(c, "bad_room", 400, "Bad room name: use 1 to 64 characters of a-z, 0-9, \"-\" and \"_\"");
     }
-    const name = checkName(c.req.query("name"), deps.ids);
+    // With auth on, the name comes from the verified identity, never from the query string.
+    const name = checkName(auth.mode === "open" ? c.req.query("name") : undefined, deps.ids);
     if (!name.ok) return refuse(c, "bad_name", 400, name.message);
+    const resume = parseResume(c.req.query("since"), c.req.query("epoch"));
+    if (typeof resume === "string") return refuse(c, "bad_resume", 400, resume);
     const handshake = checkHandshake(c.req.raw.headers);
     if (!handshake.ok) {
       // A plain GET (no Upgrade at all) is a person or a probe, not a bad handshake: not counted.
       if (!c.req.header("upgrade")) return c.text(text(handshake.message), handshake.status, handshake.headers);
       return refuse(c, "bad_handshake", handshake.status, handshake.message, handshake.headers);
     }
+    const verdict = await auth.admitUpgrade(c, room);
+    if (!verdict.ok) return refuse(c, verdict.reason, verdict.status, verdict.message);
     const admission = deps.gate.admit(deps.clientIp(c));
     if (!admission.ok) {
       return admission.reason === "max_connections"
         ? refuse(c, admission.reason, 503, "Server busy: too many connections; try again later", { "Retry-After": "5" })
         : refuse(c, admission.reason, 429, "Too many connections from your address; close some tabs and retry", { "Retry-After": "5" });
     }
-    if (!deps.rooms.get(room)) {
+    let opened;
+    try {
+      opened = await deps.rooms.get(room);
+    } catch (err) {
+      admission.ticket.release();
+      deps.log.error("room_open_failed", { room, error: String(err) });
+      return refuse(c, "store_unavailable", 503, "Server busy: this room's history cannot be read right now; try again later", { "Retry-After": "5" });
+    }
+    if (!opened) {
       admission.ticket.release();
       return refuse(c, "max_rooms", 503, "Server busy: too many rooms are open; try again later", { "Retry-After": "5" });
     }
+    c.set("resume", resume);
     c.set("room", room);
-    c.set("user", name.name);
+    c.set("user", verdict.identity?.user ?? name.name);
+    c.set("access", auth.live(verdict.identity, room));
     c.set("ticket", admission.ticket);
     try {
       const res = await upgrade(c, next);

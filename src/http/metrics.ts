@@ -50,14 +50,15 @@ export function renderMetrics({ metrics: m, rooms, gate, runtime }: MetricsSourc
   family(out, "shootawall_bytes_sent_total", "counter", "Bytes handed to sockets.");
   out.push(`shootawall_bytes_sent_total ${m.bytesOut}`);
   family(out, "shootawall_errors_sent_total", "counter", "Error frames sent, by code.");
-  labelled(out, "shootawall_errors_sent_total", "code", m.errors, ["bad_request", "payload_too_large", "rate_limited"]);
+  labelled(out, "shootawall_errors_sent_total", "code", m.errors, ["bad_request", "payload_too_large", "rate_limited", "unavailable"]);
   family(out, "shootawall_closes_total", "counter", "Connections closed, by reason.");
   labelled(out, "shootawall_closes_total", "reason", m.closes, [
     "client", "heartbeat", "slow_consumer", "rate_limit", "too_big", "send_failed", "error", "shutdown",
   ]);
   family(out, "shootawall_rejected_upgrades_total", "counter", "Upgrades refused before the WebSocket existed, by reason.");
   labelled(out, "shootawall_rejected_upgrades_total", "reason", m.rejectedUpgrades, [
-    "bad_room", "bad_name", "bad_handshake", "max_connections", "max_connections_per_ip", "max_rooms",
+    "bad_room", "bad_name", "bad_resume", "bad_handshake", "max_connections", "max_connections_per_ip", "max_rooms",
+    "store_unavailable",
   ]);
   family(out, "shootawall_broadcast_fanout_seconds", "histogram", "Time to hand one broadcast to every socket of a room.");
   histogram(out, "shootawall_broadcast_fanout_seconds", m.fanout);

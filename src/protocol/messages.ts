@@ -45,16 +45,25 @@ export interface AckFrame {
   seq: number;
 }
 
-export type ErrorCode = "bad_request" | "payload_too_large" | "rate_limited";
+export type ErrorCode = "bad_request" | "payload_too_large" | "rate_limited" | "unavailable" | "unauthorized";
 
 export interface ErrorFrame {
   type: "error";
   code: ErrorCode;
   message: string;
+  /** The nonce of the message this error is about, when it had one (e.g. `unavailable`). */
+  nonce?: Nonce;
 }
 
 export interface PongFrame {
   type: "pong";
+}
+
+/** Answers a client `auth` frame whose fresh token was accepted: the connection now lasts until `exp`. */
+export interface AuthOkFrame {
+  type: "auth_ok";
+  /** The new token's expiry, in seconds since 1970. */
+  exp: number;
 }
 
 export type ServerFrame =
@@ -64,7 +73,8 @@ export type ServerFrame =
   | AnnounceFrame
   | AckFrame
   | ErrorFrame
-  | PongFrame;
+  | PongFrame
+  | AuthOkFrame;
 
 export interface ClientChat {
   type: "message";
@@ -76,4 +86,10 @@ export interface ClientPing {
   type: "ping";
 }
 
-export type ClientFrame = ClientChat | ClientPing;
+/** A fresh token for a connection whose token is about to expire (AUTH=jwt). */
+export interface ClientAuth {
+  type: "auth";
+  token: string;
+}
+
+export type ClientFrame = ClientChat | ClientPing | ClientAuth;

@@ -40,6 +40,10 @@ function clientSchema(maxText: number): v.GenericSchema<unknown, ClientFrame> {
       nonce: v.optional(Nonce),
     }),
     v.strictObject({ type: v.literal("ping") }),
+    v.strictObject({
+      type: v.literal("auth"),
+      token: v.pipe(v.string("field \"token\" must be a string"), v.minLength(1, "field \"token\" is empty"), v.maxLength(8192, "field \"token\" is too long")),
+    }),
   ]) as v.GenericSchema<unknown, ClientFrame>;
   schemaCache.set(maxText, schema);
   return schema;

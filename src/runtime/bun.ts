@@ -1,8 +1,9 @@
 // Bun adapter: Bun.serve with hono/bun's upgradeWebSocket and websocket handler.
 
-import type { ServerWebSocket } from "bun";
+import type { Server, ServerWebSocket } from "bun";
 import { getConnInfo, upgradeWebSocket, websocket } from "hono/bun";
 import type { WebSocketLike } from "../core/socket.ts";
+import { offeredProtocols, selectSubprotocol } from "../http/auth/subprotocol.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
 
@@ -24,7 +25,7 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
   const server = Bun.serve({
     port: config.port,
     hostname: config.host,
-    fetch: app.fetch,
+    fetch: (req, srv) => app.fetch(req, req.headers.has("sec-websocket-protocol") ? choosingSubprotocol(srv, req) : srv),
     // Bun has no header timeout option: it closes a connection whose first request is unfinished
     // after about 10 s by itself (HEADERS_TIMEOUT_S does not apply here; see the README).
     websocket: {
@@ -61,8 +62,9 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     ]));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
-      opts.onShutdown();
-      void stop().then(() => process.exit(0));
+      // Stop listening, close every socket with 1001 and flush the store; exit within 5 s whatever happens.
+      setTimeout(() => process.exit(0), 4500).unref?.();
+      void Promise.all([stop(), opts.onShutdown()]).finally(() => process.exit(0));
     });
   }
   return { port, stop };
@@ -88,4 +90,23 @@ function bunSocket(raw: ServerWebSocket<unknown>): WebSocketLike {
       raw.close(code, reason);
     },
   };
+}
+
+/**
+ * hono/bun upgrades without response headers, and Bun then echoes the first offered subprotocol.
+ * This hands hono a server whose upgrade() answers selectSubprotocol()'s choice instead
+ * (shootawall.v1 when offered, else the first offered, never a bearer token).
+ */
+function choosingSubprotocol<S extends Server<any>>(server: S, req: Request): S {
+  const chosen = selectSubprotocol(offeredProtocols(req.headers.get("sec-websocket-protocol")));
+  return new Proxy(server, {
+    get(target, prop) {
+      if (prop === "upgrade") {
+        return (r: Request, options: { data?: unknown; headers?: Record<string, string> } = {}) =>
+          target.upgrade(r, { ...options, headers: { ...options.headers, "Sec-WebSocket-Protocol": chosen ?? "" } } as never);
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }

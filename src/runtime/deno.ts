@@ -3,6 +3,7 @@
 import { getConnInfo } from "hono/deno";
 import { defineWebSocketHelper, WSContext } from "hono/ws";
 import type { WebSocketLike } from "../core/socket.ts";
+import { offeredProtocols, selectSubprotocol } from "../http/auth/subprotocol.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
 
 // Only what this file uses of the Deno namespace, so the project type-checks without Deno's types.
@@ -20,14 +21,15 @@ declare const Deno: {
  * hono/deno's upgradeWebSocket, with two differences measured here (hono 4.13):
  * - it compares `Upgrade` case-sensitively, so `Upgrade: WebSocket` (legal) fell through to 404;
  * - it passes the first offered subprotocol to Deno, which splits the header only on ", ", so a
- *   client sending `a,b` got a 500. Here Deno picks none and the first offered one is echoed,
- *   which is what `ws` on Node and Bun do.
+ *   client sending `a,b` got a 500. Here Deno picks none and we answer selectSubprotocol()'s
+ *   choice (shootawall.v1 when offered, else the first offered, never a bearer token),
+ *   as the Node and Bun adapters do.
  * `idleTimeout` (seconds) goes to Deno.upgradeWebSocket, which then pings and drops a silent peer.
  */
 const makeUpgradeWebSocket = (idleTimeout: number) => defineWebSocketHelper<WebSocket>((c, events) => {
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return;
   // Read every header first: once upgraded, Deno's request throws "Request closed".
-  const offered = c.req.header("sec-websocket-protocol")?.split(",")[0]?.trim();
+  const offered = selectSubprotocol(offeredProtocols(c.req.header("sec-websocket-protocol")));
   const url = new URL(c.req.url);
   const { response, socket } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout });
   if (offered) response.headers.set("sec-websocket-protocol", offered);
@@ -76,8 +78,9 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     ]);
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
-      opts.onShutdown();
-      void stop().then(() => Deno.exit(0));
+      // Stop listening, close every socket with 1001 and flush the store; exit within 5 s whatever happens.
+      setTimeout(() => Deno.exit(0), 4500);
+      void Promise.all([stop(), opts.onShutdown()]).finally(() => Deno.exit(0));
     });
   }
   return { port, stop };

@@ -8,6 +8,7 @@ import type { AddressInfo } from "node:net";
 import type { MiddlewareHandler } from "hono";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { WebSocketLike } from "../core/socket.ts";
+import { selectSubprotocol } from "../http/auth/subprotocol.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
 
@@ -17,6 +18,8 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     noServer: true,
     maxPayload: config.maxFrameBytes,
     perMessageDeflate: false,
+    // shootawall.v1 when offered, else the first offered; never a "bearer.<token>" entry.
+    handleProtocols: (protocols) => selectSubprotocol([...protocols]) ?? false,
   });
 
   // Heartbeat: ws does not ping by itself (browsers answer pings even in background tabs).
@@ -101,8 +104,9 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     });
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
-      opts.onShutdown();
-      void stop().then(() => process.exit(0));
+      // Stop listening, close every socket with 1001 and flush the store; exit within 5 s whatever happens.
+      setTimeout(() => process.exit(0), 4500).unref?.();
+      void Promise.all([stop(), opts.onShutdown()]).finally(() => process.exit(0));
     });
   }
   return { port, stop };

@@ -23,8 +23,8 @@ export interface StartOptions {
   log: Logger;
   /** Builds the Hono app from the adapter's WebSocket pieces. */
   buildApp: (edge: EdgeParts) => Hono<any>;
-  /** Called once on SIGINT/SIGTERM, before the adapter stops listening. */
-  onShutdown: () => void;
+  /** Called once on SIGINT/SIGTERM: closes sockets with 1001 and flushes the store. */
+  onShutdown: () => Promise<void>;
 }
 
 export interface RunningServer {

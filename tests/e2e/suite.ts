@@ -6,6 +6,7 @@ import { afterEach, describe, it } from "node:test";
 import WebSocket from "ws";
 import type { RunningChild } from "../_helpers/server.ts";
 import { connect, type Frame, type TestClient } from "../_helpers/ws-client.ts";
+import { rawGet, rawRequest, UPGRADE_HEADERS } from "../_helpers/raw-http.ts";
 import { scanPage } from "./page-scan.ts";
 
 export interface SuiteOptions {
@@ -407,13 +408,18 @@ export function conformanceSuite(getServer: () => RunningChild, opts: SuiteOptio
       assertAnnounce(seen.frame, "join", room, bob);
     });
 
-    it("since= on the upgrade is accepted and ignored", async () => {
+    it("since= on the upgrade is accepted (resume), and a malformed since or epoch is refused with 400", async () => {
       const room = uniq("since");
-      for (const since of ["0", "5", "abc"]) {
+      for (const since of ["0", "5"]) {
         const c = await open(`/ws/${room}?name=${uniq("s")}&since=${since}`);
         assertWelcome((await waitFor(c, isType("welcome"), "welcome")).frame, room);
         assertHistory((await waitFor(c, isType("history"), "history")).frame, room);
         await closeClient(c);
+      }
+      for (const query of ["since=abc", "since=-1", "since=1.5", "since=0&epoch=%20bad%20"]) {
+        const r = await rawRequest(getServer().port, rawGet(`/ws/${room}?${query}`, UPGRADE_HEADERS), 800);
+        assert.equal(r.status, 400, `${query}: ${r.statusLine}`);
+        assert.match(r.rest.toString("utf8"), /^Bad (since|epoch)/, query);
       }
     });
 
