@@ -1,7 +1,7 @@
 // Append-only log per room in DATA_DIR, with torn-line recovery, fsync policy and compaction.
 // Uses node:fs/promises only, which Node, Deno and Bun all provide unchanged.
 
-import { mkdir, open, readFile, rename, rm, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, truncate, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../core/deps.ts";
 import type { ChatMessage } from "../protocol/messages.ts";
@@ -16,6 +16,8 @@ export interface FileStoreOptions {
   /** Messages a room keeps; the log is compacted back to this many when it holds twice as many. */
   retain: number;
   intervalMs?: number;
+  /** Log files kept open at once (each room's is opened on its first write). */
+  maxOpenFiles?: number;
   log: Logger;
 }
 
@@ -69,8 +71,32 @@ export function parseLog(text: string): { header: Header; messages: ChatMessage[
   return header ? { header, messages, goodBytes, skipped } : undefined;
 }
 
+/**
+ * Keeps at most `max` log files open: each room's handle is opened on its
+ * first write and the least recently written one is closed past the cap, so
+ * 10,000 rooms do not need 10,000 file descriptors.
+ */
+class HandlePool {
+  #open = new Set<FileRoomLog>();
+  constructor(readonly max: number) {}
+
+  touch(log: FileRoomLog): void {
+    this.#open.delete(log);
+    this.#open.add(log);
+    for (const oldest of this.#open) {
+      if (this.#open.size <= this.max) break;
+      this.#open.delete(oldest);
+      oldest.release();
+    }
+  }
+
+  forget(log: FileRoomLog): void {
+    this.#open.delete(log);
+  }
+}
+
 class FileRoomLog implements RoomLog {
-  #fh: FileHandle;
+  #fh: FileHandle | undefined;
   #size: number;
   #lines: number;
   #syncTimer: ReturnType<typeof setTimeout> | undefined;
@@ -79,15 +105,37 @@ class FileRoomLog implements RoomLog {
 
   constructor(
     readonly path: string,
-    fh: FileHandle,
     size: number,
     lines: number,
     readonly header: Header,
     readonly opts: FileStoreOptions,
+    readonly pool: HandlePool,
   ) {
-    this.#fh = fh;
     this.#size = size;
     this.#lines = lines;
+  }
+
+  async #handle(): Promise<FileHandle> {
+    this.pool.touch(this);
+    this.#fh ??= await open(this.path, "r+");
+    return this.#fh;
+  }
+
+  /** Closes the file handle after what is queued (the pool needs the descriptor back). */
+  release(): void {
+    this.#chain = this.#chain.then(() => this.#closeHandle());
+  }
+
+  async #closeHandle(): Promise<void> {
+    const fh = this.#fh;
+    this.#fh = undefined;
+    if (!fh) return;
+    if (this.#syncTimer !== undefined) {
+      clearTimeout(this.#syncTimer);
+      this.#syncTimer = undefined;
+    }
+    await fh.datasync().catch(() => {});
+    await fh.close().catch(() => {});
   }
 
   append(messages: ChatMessage[]): Promise<void> {
@@ -99,17 +147,19 @@ class FileRoomLog implements RoomLog {
   async #append(messages: ChatMessage[]): Promise<void> {
     if (this.#closed) throw new StoreUnavailableError("Cannot store message: the log is closed");
     const bytes = encoder.encode(messages.map((m) => `${JSON.stringify(m)}\n`).join(""));
+    let fh: FileHandle | undefined;
     try {
+      fh = await this.#handle();
       let written = 0;
       while (written < bytes.byteLength) {
-        const r = await this.#fh.write(bytes, written, bytes.byteLength - written, this.#size + written);
+        const r = await fh.write(bytes, written, bytes.byteLength - written, this.#size + written);
         written += r.bytesWritten;
       }
-      if (this.opts.fsync === "always") await this.#fh.datasync();
+      if (this.opts.fsync === "always") await fh.datasync();
       else this.#scheduleSync();
     } catch (err) {
       // Nothing of this batch may survive: cut the file back to its last good length.
-      await this.#fh.truncate(this.#size).catch(() => {});
+      await fh?.truncate(this.#size).catch(() => {});
       this.opts.log.error("store_write_failed", { path: this.path, error: String(err) });
       throw new StoreUnavailableError(`Cannot store message: ${(err as Error).message}`);
     }
@@ -124,7 +174,7 @@ class FileRoomLog implements RoomLog {
     if (this.#syncTimer !== undefined) return;
     this.#syncTimer = setTimeout(() => {
       this.#syncTimer = undefined;
-      this.#chain = this.#chain.then(() => this.#fh.datasync()).catch((err) => {
+      this.#chain = this.#chain.then(() => this.#fh?.datasync()).catch((err) => {
         this.opts.log.error("store_sync_failed", { path: this.path, error: String(err) });
       });
     }, this.opts.intervalMs ?? 1000);
@@ -147,8 +197,9 @@ class FileRoomLog implements RoomLog {
       await fh.close();
     }
     await rename(tmp, this.path);
-    await this.#fh.close().catch(() => {});
-    this.#fh = await open(this.path, "r+");
+    // The old handle points at the replaced file: the next write opens the new one.
+    await this.#fh?.close().catch(() => {});
+    this.#fh = undefined;
     this.#size = encoder.encode(text).byteLength;
     this.#lines = keep.length + 1;
     this.opts.log.debug("store_compacted", { path: this.path, kept: keep.length });
@@ -157,10 +208,9 @@ class FileRoomLog implements RoomLog {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#syncTimer !== undefined) clearTimeout(this.#syncTimer);
     await this.#chain;
-    await this.#fh.datasync().catch(() => {});
-    await this.#fh.close().catch(() => {});
+    await this.#closeHandle();
+    this.pool.forget(this);
   }
 }
 
@@ -169,9 +219,11 @@ export class FileStore implements Store {
   readonly kind = "file";
   #opts: FileStoreOptions;
   #logs = new Set<FileRoomLog>();
+  #pool: HandlePool;
 
   constructor(opts: FileStoreOptions) {
     this.#opts = opts;
+    this.#pool = new HandlePool(opts.maxOpenFiles ?? 256);
   }
 
   async open(room: string, newEpoch: () => string): Promise<{ state: StoredRoom; log: RoomLog }> {
@@ -187,16 +239,14 @@ export class FileStore implements Store {
     const parsed = text === undefined ? undefined : parseLog(text);
     let header: Header;
     let messages: ChatMessage[];
-    let fh: FileHandle;
     let size: number;
     if (parsed) {
       ({ header, messages } = parsed);
-      fh = await open(path, "r+");
       size = parsed.goodBytes;
       if (parsed.skipped > 0) {
         this.#opts.log.warn("store_recovered", { room, skipped_lines: parsed.skipped });
         // Drop the torn tail so that new lines follow the last good one.
-        await fh.truncate(size);
+        await truncate(path, size);
       }
     } else {
       if (text !== undefined) {
@@ -218,10 +268,9 @@ export class FileStore implements Store {
         await t.close();
       }
       await rename(tmp, path);
-      fh = await open(path, "r+");
       size = encoder.encode(init).byteLength;
     }
-    const log = new FileRoomLog(path, fh, size, messages.length + 1, header, this.#opts);
+    const log = new FileRoomLog(path, size, messages.length + 1, header, this.#opts, this.#pool);
     this.#logs.add(log);
     const seq = messages.at(-1)?.seq ?? header.base;
     return {

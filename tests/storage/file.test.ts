@@ -100,3 +100,22 @@ describe("FileStore", () => {
     assert.equal(parsed.skipped, 2);
   });
 });
+
+describe("FileStore file handles", () => {
+  it("keeps at most maxOpenFiles logs open and still writes every room", async () => {
+    const d = tempDir();
+    const store = new FileStore({ dir: d, fsync: "always", retain: 100, log: silentLogger, maxOpenFiles: 2 });
+    const logs = await Promise.all(["a", "b", "c", "d", "e"].map((r) => store.open(r, () => `E-${r}`)));
+    for (let round = 1; round <= 3; round++) {
+      for (const { log } of logs) await log.append([message(round)]);
+    }
+    await store.close();
+    const again = new FileStore({ dir: d, fsync: "always", retain: 100, log: silentLogger });
+    for (const r of ["a", "b", "c", "d", "e"]) {
+      const { state } = await again.open(r, () => "new");
+      assert.equal(state.seq, 3, r);
+      assert.equal(state.epoch, `E-${r}`);
+    }
+    await again.close();
+  });
+});
