@@ -133,6 +133,23 @@ for (const runtime of selectedRuntimes()) {
       assert.equal(m.user, "calm");
     });
 
+    it("flooding clients do not hold up a calm client (ping round trips stay short)", async () => {
+      const calm = await client("/ws/flood2?name=calm2");
+      await calm.next("history");
+      const flooders = await Promise.all(Array.from({ length: 20 }, (_, i) => client(`/ws/flood2?name=f${i}`)));
+      const payload = JSON.stringify({ type: "message", text: "x".repeat(3000) });
+      for (const f of flooders) for (let i = 0; i < 200 && f.ws.readyState === 1; i++) f.ws.send(payload);
+      const rtts: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = Date.now();
+        calm.send({ type: "ping" });
+        await calm.next("pong", 5000);
+        rtts.push(Date.now() - t0);
+      }
+      assert.ok(Math.max(...rtts) < 1000, `ping round trips ${rtts.join(", ")} ms during the flood`);
+      for (const f of flooders) f.ws.terminate();
+    });
+
     it("refuses upgrades past MAX_CONNECTIONS_PER_IP with 429 and a readable body", async () => {
       const extra: TestClient[] = [];
       const before = await metric(server, /^shootawall_connection_slots (\d+)$/m);
