@@ -225,6 +225,26 @@ for (const runtime of selectedRuntimes()) {
 
   });
 
+  describe(`connection cap on ${runtime}`, () => {
+    it("refuses upgrades past MAX_CONNECTIONS with 503, a readable body and Retry-After, then recovers", async () => {
+      const server = await startServer(runtime, { MAX_CONNECTIONS: "2" });
+      try {
+        const a = await connect(`${server.wsUrl}/ws`);
+        const b = await connect(`${server.wsUrl}/ws`);
+        const err = await connect(`${server.wsUrl}/ws`).then(() => undefined, (e: { status?: number; body?: string }) => e);
+        assert.equal(err?.status, 503);
+        assert.match(err?.body ?? "", /too many connections/);
+        assert.equal(await metric(server, /^shootawall_rejected_upgrades_total\{reason="max_connections"\} (\d+)$/m), 1);
+        await a.close();
+        await waitFor("a slot to be given back", async () => (await metric(server, /^shootawall_connection_slots (\d+)$/m)) === 1, 5000);
+        const c = await connect(`${server.wsUrl}/ws`);
+        await Promise.all([b.close(), c.close()]);
+      } finally {
+        await server.stop();
+      }
+    });
+  });
+
   describe(`shutdown on ${runtime}`, () => {
     it("SIGTERM closes every socket with 1001 and exits 0 within 5 s", async () => {
       const server = await startServer(runtime);
