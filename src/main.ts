@@ -84,6 +84,7 @@ async function main(): Promise<void> {
     port: server.port,
     url: `http://${shownHost}:${server.port}/`,
     store: config.store,
+    auth: config.auth,
     ...(config.store === "file" ? { fsync: config.fsync } : {}),
   });
 }

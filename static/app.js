@@ -1,16 +1,23 @@
-// ShootaWall page: joins a room over a WebSocket, shows the chat as plain text, and reconnects by itself.
+// ShootaWall page: joins a room through the client library (chat-client.js) and shows the chat as plain
+// text. The library reconnects, resumes and keeps the outbox; this file only renders. The outbox, the
+// last seq and epoch, and the latest messages are kept in localStorage per room and name, so a message
+// typed while offline survives a reload and is delivered exactly once when the connection returns.
+//
+// Other scripts of the page (e.g. a login UI in auth.js) use the `page` export below:
+//   import { page } from "./app.js";
+//   page.setConnectHook(async () => ({ query: { token } }));  // added to every connection from now on
+//   page.join(room, name);                                       // like the Join form
+
+import { ChatClient } from "./chat-client.js";
 
 const ROOM_RULE = /^[a-z0-9_-]{1,64}$/;
 const BAD_NAME_CHARS = /[\p{Cc}\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/u; // same rule as the server
 const MAX_NAME = 32;
 const MAX_TEXT = 4096;
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_CAP_MS = 15_000;
-const PING_EVERY_MS = 25_000;
-const DEAD_AFTER_MS = 60_000;
-const CHECK_EVERY_MS = 5_000;
 const GROUP_WINDOW_MS = 5 * 60_000;
-const KEYS = { name: "shootawall.name", room: "shootawall.room" };
+const KEEP_MESSAGES = 100; // shown again after a reload, before the server is even reached
+const KEEP_ROOMS = 20; // rooms whose stored state is kept (those with unsent messages always are)
+const KEYS = { name: "shootawall.name", room: "shootawall.room", client: "shootawall.client." };
 const STATUS_TEXT = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…", error: "error" };
 
 const $ = (id) => document.getElementById(id);
@@ -23,15 +30,20 @@ const ui = {
 };
 
 const state = {
-  room: "lobby", name: "",      // what we ask the server for
-  me: null,                     // the name the server gave us
-  shownRoom: null, epoch: null, // the log shows this room's epoch...
-  seen: new Set(), lastSeq: 0,  // ...and these seqs of it (dedupe key: room + epoch + seq)
+  room: "lobby", name: "",  // what we ask the server for
+  client: null,             // the ChatClient of this room and name
+  unsubscribe: [],          // its listeners
+  refused: false,           // the server refused us: stay in "error" until the user joins again
+  welcomed: false,          // the server let us in at least once (so a failed connection is not a refusal)
+  checking: false,          // a refusal check is running
+  bySeq: new Map(),         // seq -> element, for the epoch shown
+  pending: new Map(),       // nonce -> element of an own message not yet confirmed
+  retrying: new Set(),      // nonces the server asked us to send again later
   online: [],
-  pending: new Map(),           // nonce -> { nonce, text, el, sent, failed }
-  ws: null, welcomed: false, everWelcomed: false,
-  attempt: 0, retryTimer: 0, pinger: 0, checker: 0, lastHeard: 0,
 };
+
+/** What each connection adds (e.g. a login token), set by other scripts through `page`. */
+let connectHook = null;
 
 // ---- small helpers -------------------------------------------------------
 
@@ -43,12 +55,41 @@ function h(tag, className, text) {
   return el;
 }
 
+/** localStorage, or nothing when the browser blocks it. */
+function storage() {
+  try {
+    const s = globalThis.localStorage;
+    s.getItem(KEYS.name);
+    return s;
+  } catch {
+    return undefined;
+  }
+}
+
 function load(key) {
   try { return localStorage.getItem(key) ?? ""; } catch { return ""; } // storage may be blocked
 }
 
 function save(key, value) {
   try { value ? localStorage.setItem(key, value) : localStorage.removeItem(key); } catch { /* ignore */ }
+}
+
+/** Forgets the stored state of rooms not visited for long; never one with unsent messages. */
+function pruneStoredRooms() {
+  const s = storage();
+  if (!s) return;
+  try {
+    const rooms = [];
+    for (let i = 0; i < s.length; i++) {
+      const key = s.key(i);
+      if (!key?.startsWith(KEYS.client)) continue;
+      let saved;
+      try { saved = JSON.parse(s.getItem(key) ?? ""); } catch { saved = null; }
+      if (!saved?.outbox?.length) rooms.push({ key, savedAt: Number(saved?.savedAt) || 0 });
+    }
+    rooms.sort((a, b) => b.savedAt - a.savedAt);
+    for (const { key } of rooms.slice(KEEP_ROOMS)) s.removeItem(key);
+  } catch { /* ignore */ }
 }
 
 function checkRoom(raw) {
@@ -61,11 +102,6 @@ function checkName(raw) {
   if ([...name].length > MAX_NAME) return { error: `Nicknames are at most ${MAX_NAME} characters.` };
   if (BAD_NAME_CHARS.test(name)) return { error: "Nicknames cannot contain control characters." };
   return { name };
-}
-
-function newNonce() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** A stable colour (one of 12 CSS hues) from a name. */
@@ -95,6 +131,8 @@ function timeEl(iso) {
   el.title = date.toLocaleString([], { dateStyle: "full", timeStyle: "medium" });
   return el;
 }
+
+const me = () => state.client?.user ?? null;
 
 // ---- status, notices, scrolling -------------------------------------------
 
@@ -138,11 +176,13 @@ function place(el, { stick = false } = {}) {
   else ui.jump.hidden = false;
 }
 
+/** Empties the log; own messages still on their way stay (at the end). */
 function clearLog() {
+  const keep = [...state.pending.values()];
   ui.log.replaceChildren();
-  state.seen.clear();
-  state.lastSeq = 0;
+  state.bySeq.clear();
   ui.jump.hidden = true;
+  for (const el of keep) place(el);
 }
 
 function addLine(className, text) {
@@ -172,260 +212,261 @@ function renderMessage({ user, text, date, seq }, { mine = false, history = fals
   return el;
 }
 
+/** Shows a message of the room once (by seq), or turns our own pending copy into it. */
+function showMessage(m, { history = false } = {}) {
+  if (state.bySeq.has(m.seq)) return;
+  const own = m.mine && m.nonce !== undefined ? state.pending.get(String(m.nonce)) : undefined;
+  if (own) return confirmPending(String(m.nonce), m.seq, m.date);
+  const el = renderMessage(m, { mine: m.mine ?? m.user === me(), history });
+  state.bySeq.set(m.seq, el);
+  place(el);
+}
+
 function renderOnline() {
-  const users = [...state.online].sort((a, b) =>
-    a === state.me ? -1 : b === state.me ? 1 : a.localeCompare(b));
+  const self = me();
+  const users = [...state.online].sort((a, b) => a === self ? -1 : b === self ? 1 : a.localeCompare(b));
   ui.online.replaceChildren(...users.map((user) => {
-    const li = h("li", user === state.me ? "me" : "");
+    const li = h("li", user === self ? "me" : "");
     li.append(avatar(user), h("span", "who", user));
-    if (user === state.me) li.append(h("span", "you", "(you)"));
+    if (user === self) li.append(h("span", "you", "(you)"));
     return li;
   }));
   ui.onlineCount.textContent = String(users.length);
 }
 
-// ---- own messages: pending until echo or ack -------------------------------
+// ---- own messages: pending until their echo or ack -------------------------
 
-function setPendingState(p, label, failed = false) {
-  p.failed = failed;
-  p.el.classList.toggle("failed", failed);
-  const tag = p.el.querySelector(".state");
+function setPendingLabel(el, label, { failed = false, queued = false } = {}) {
+  el.classList.toggle("failed", failed);
+  el.classList.toggle("queued", queued);
+  const tag = el.querySelector(".state");
   if (tag) tag.textContent = label;
-  p.el.querySelector(".retry")?.remove();
+  el.querySelector(".retry")?.remove();
   if (failed) {
     const retry = h("button", "retry", "Retry");
     retry.type = "button";
-    retry.addEventListener("click", () => trySend(p));
-    p.el.querySelector(".bubble").append(retry);
+    retry.addEventListener("click", () => resend(el));
+    el.querySelector(".bubble").append(retry);
   }
 }
 
-function trySend(p) {
-  if (state.welcomed && state.ws?.readyState === WebSocket.OPEN) {
-    state.ws.send(JSON.stringify({ type: "message", text: p.text, nonce: p.nonce }));
-    p.sent = true;
-    setPendingState(p, "sending…");
-  } else {
-    p.sent = false;
-    setPendingState(p, "waiting for connection…");
+/** Labels every pending message from the outbox: sent, waiting for a connection, or retrying. */
+function refreshPending(entries = state.client?.pending ?? []) {
+  for (const e of entries) {
+    const el = state.pending.get(e.nonce);
+    if (!el || el.classList.contains("failed")) continue;
+    if (e.state === "sending") state.retrying.delete(e.nonce);
+    if (e.state === "sending") setPendingLabel(el, "sending…");
+    else if (!state.client.connected) setPendingLabel(el, "waiting for connection…", { queued: true });
+    else setPendingLabel(el, state.retrying.has(e.nonce) ? "will retry…" : "sending…", { queued: true });
   }
+}
+
+function addPending(nonce, text, date) {
+  const el = renderMessage({ user: me() ?? (state.name || "you"), text, date }, { mine: true, pending: true });
+  el.dataset.nonce = nonce;
+  state.pending.set(nonce, el);
+  place(el, { stick: true });
+  return el;
 }
 
 function submitMessage() {
   const text = ui.text.value;
   if (!text.trim()) return;
   if ([...text].length > MAX_TEXT) return showNotice(`Messages are at most ${MAX_TEXT} characters.`);
-  if (ui.status.dataset.state === "error") return showNotice("Not connected: join a room first.");
-  const nonce = newNonce();
-  const el = renderMessage({ user: state.me ?? (state.name || "you"), text, date: new Date().toISOString() },
-    { mine: true, pending: true });
-  const p = { nonce, text, el, sent: false, failed: false };
-  state.pending.set(nonce, p);
-  place(el, { stick: true });
-  ui.text.value = "";
-  trySend(p);
-}
-
-function confirmPending(p, seq, date) {
-  state.pending.delete(p.nonce);
-  p.el.classList.remove("pending", "failed");
-  p.el.querySelector(".state")?.remove();
-  p.el.querySelector(".retry")?.remove();
-  p.el.dataset.seq = String(seq);
-  if (date) {
-    p.el.dataset.time = String(Date.parse(date));
-    p.el.querySelector("time")?.replaceWith(timeEl(date));
+  if (state.refused || !state.client) return showNotice("Not connected: join a room first.");
+  let sent;
+  try {
+    sent = state.client.send(text);
+  } catch (err) {
+    return showNotice(err.message);
   }
-  state.seen.add(seq);
-  state.lastSeq = Math.max(state.lastSeq, seq);
-  place(p.el); // moves it after messages that were sent before it
+  addPending(sent.nonce, text, new Date().toISOString());
+  ui.text.value = "";
+  refreshPending();
 }
 
-// ---- frames from the server ------------------------------------------------
+/** The Retry button of a message the server refused: sends its text again, as a new message. */
+function resend(el) {
+  const text = el.querySelector(".text")?.textContent ?? "";
+  let sent;
+  try {
+    sent = state.client.send(text);
+  } catch (err) {
+    return showNotice(err.message);
+  }
+  state.pending.delete(el.dataset.nonce);
+  el.dataset.nonce = sent.nonce;
+  state.pending.set(sent.nonce, el);
+  setPendingLabel(el, "sending…");
+  place(el, { stick: true });
+  refreshPending();
+}
+
+function confirmPending(nonce, seq, date) {
+  const el = state.pending.get(nonce);
+  if (!el) return;
+  state.pending.delete(nonce);
+  state.retrying.delete(nonce);
+  el.classList.remove("pending", "failed", "queued");
+  el.querySelector(".state")?.remove();
+  el.querySelector(".retry")?.remove();
+  delete el.dataset.nonce;
+  if (state.bySeq.has(seq)) return el.remove(); // shown already (a reload between echo and ack)
+  el.dataset.seq = String(seq);
+  state.bySeq.set(seq, el);
+  if (date) {
+    el.dataset.time = String(Date.parse(date));
+    el.querySelector("time")?.replaceWith(timeEl(date));
+  }
+  place(el); // moves it after messages that were sent before it
+}
+
+// ---- the client's events ---------------------------------------------------
+
+function onStatus({ status, retryInMs }) {
+  if (state.refused || !STATUS_TEXT[status]) return;
+  const detail = retryInMs === undefined ? "" : `next try in ${Math.ceil(retryInMs / 1000)} s`;
+  setStatus(status, detail);
+  refreshPending();
+}
 
 function onWelcome(f) {
-  if (f.room !== state.shownRoom || f.epoch !== state.epoch) {
-    const restarted = state.epoch !== null && f.room === state.shownRoom;
-    clearLog();
-    state.shownRoom = f.room;
-    state.epoch = f.epoch;
-    if (restarted) addLine("note", "The room was restarted on the server; earlier messages are gone.");
-    for (const p of state.pending.values()) place(p.el); // unsent messages stay on screen
-  }
-  state.me = f.user;
-  state.welcomed = state.everWelcomed = true;
-  state.attempt = 0;
-  state.online = [...new Set(f.online)];
-  renderOnline();
+  state.welcomed = true;
   if (!state.name) ui.name.placeholder = f.user;
-  for (const p of state.pending.values()) {
-    p.el.dataset.user = f.user;
-    p.el.querySelector(".author").textContent = f.user;
-  }
-  setStatus("connected");
-}
-
-function onHistory(f) {
-  const before = state.lastSeq;
-  const fresh = state.seen.size === 0;
-  const missed = f.messages.filter((m) => !state.seen.has(m.seq));
-  if (missed.length) addLine("divider", fresh ? "earlier messages" : "while you were away");
-  for (const m of missed) onChat(m, true);
-  // Own messages in flight when the old socket died: resend when the replay proves they never arrived.
-  const covered = f.complete || (f.messages[0]?.seq ?? Infinity) <= before + 1;
-  for (const p of state.pending.values()) {
-    if (p.failed) continue; // the user decides with its Retry button
-    if (!p.sent || covered) trySend(p);
-    else setPendingState(p, "not confirmed", true);
+  for (const el of state.pending.values()) {
+    el.dataset.user = f.user;
+    el.querySelector(".author").textContent = f.user;
   }
 }
 
-function onChat(m, fromHistory = false) {
-  if (m.room !== state.shownRoom || state.seen.has(m.seq)) return;
-  const p = m.user === state.me && m.nonce !== undefined ? state.pending.get(m.nonce) : undefined;
-  if (p) return confirmPending(p, m.seq, m.date);
-  state.seen.add(m.seq);
-  state.lastSeq = Math.max(state.lastSeq, m.seq);
-  place(renderMessage(m, { mine: m.user === state.me, history: fromHistory }));
+function onPresence(online) {
+  state.online = online;
+  renderOnline();
 }
 
-function onAck(f) {
-  const p = state.pending.get(f.nonce);
-  if (p) confirmPending(p, f.seq);
+function onGap(gap) {
+  if (gap.cleared) {
+    const hadLog = state.bySeq.size > 0;
+    clearLog();
+    if (hadLog) addLine("note", "The room was restarted on the server; earlier messages are gone.");
+  } else {
+    const n = gap.to - gap.from + 1;
+    addLine("note", `${n} message${n === 1 ? " was" : "s were"} missed while you were away: the server no longer has ${n === 1 ? "it" : "them"}.`);
+  }
+}
+
+function onHistory({ messages }) {
+  if (!messages.some((m) => !state.bySeq.has(m.seq))) return;
+  addLine("divider", state.bySeq.size ? "while you were away" : "earlier messages");
+}
+
+function onMessage(m) {
+  showMessage(m, { history: m.fromHistory });
+}
+
+function onAck({ nonce, seq }) {
+  confirmPending(nonce, seq);
 }
 
 function onAnnounce(f) {
-  if (f.room !== state.shownRoom) return;
-  if (f.event === "join" && !state.online.includes(f.user)) state.online.push(f.user);
-  if (f.event === "leave") state.online = state.online.filter((u) => u !== f.user);
-  renderOnline();
-  const self = f.user === state.me && f.event === "join";
+  const self = f.user === me() && f.event === "join";
   const line = addLine(`announce ${f.event}`, self ? `You joined #${f.room}` : f.text);
   line.append(timeEl(f.date));
 }
 
-function onServerError(f) {
-  showNotice(`The server said: ${f.message}`);
-  // Frames are answered in order, so the error belongs to the oldest message still in flight.
-  const p = [...state.pending.values()].find((x) => x.sent && !x.failed);
-  if (p) setPendingState(p, "not sent", true);
-}
-
-function onFrame(data) {
-  let f;
-  try { f = JSON.parse(data); } catch { return; }
-  if (!f || typeof f !== "object") return;
-  switch (f.type) {
-    case "welcome": return onWelcome(f);
-    case "history": return onHistory(f);
-    case "message": return onChat(f);
-    case "announce": return onAnnounce(f);
-    case "ack": return onAck(f);
-    case "error": return onServerError(f);
-    default: return; // "pong" and anything newer: lastHeard is already updated
+function onError(e) {
+  if (e.code !== "connect_failed") showNotice(`The server said: ${e.message}`);
+  const el = e.nonce === undefined ? undefined : state.pending.get(e.nonce);
+  if (!el) return;
+  if (e.willRetry) {
+    state.retrying.add(e.nonce);
+    refreshPending();
+  } else {
+    setPendingLabel(el, "not sent", { failed: true });
   }
 }
 
-// ---- the connection --------------------------------------------------------
-
-function socketUrl() {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = state.name ? `?name=${encodeURIComponent(state.name)}` : "";
-  return `${scheme}//${location.host}/ws/${encodeURIComponent(state.room)}${query}`;
-}
-
-function connect() {
-  clearTimeout(state.retryTimer);
-  setStatus(state.everWelcomed || state.attempt > 0 ? "reconnecting" : "connecting");
-  const ws = new WebSocket(socketUrl());
-  let opened = false;
-  state.ws = ws;
-  state.welcomed = false;
-  ws.onopen = () => {
-    opened = true;
-    state.lastHeard = Date.now();
-    stopHeartbeat();
-    state.pinger = setInterval(() => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "ping" }));
-    }, PING_EVERY_MS);
-    state.checker = setInterval(checkAlive, CHECK_EVERY_MS);
-  };
-  ws.onmessage = (event) => {
-    if (ws !== state.ws) return;
-    state.lastHeard = Date.now();
-    onFrame(event.data);
-  };
-  ws.onclose = (event) => {
-    if (ws === state.ws) onDisconnect(event.code, event.reason, opened);
-  };
-}
-
-/** Any frame (pong included) proves the link is alive; 60 s of silence means it is dead. */
-function checkAlive() {
-  if (!state.ws || Date.now() - state.lastHeard <= DEAD_AFTER_MS) return;
-  dropSocket(4000, "no pong");
-  onDisconnect(1006, "no reply from the server", true);
-}
-
-function stopHeartbeat() {
-  clearInterval(state.pinger);
-  clearInterval(state.checker);
-}
-
-/** Forgets the current socket without reacting to its close. */
-function dropSocket(code = 1000, reason = "") {
-  clearTimeout(state.retryTimer);
-  stopHeartbeat();
-  const ws = state.ws;
-  state.ws = null;
-  state.welcomed = false;
-  if (!ws) return;
-  ws.onopen = ws.onmessage = ws.onclose = null;
-  if (ws.readyState === WebSocket.OPEN) ws.close(code, reason);
-  else if (ws.readyState === WebSocket.CONNECTING) ws.onopen = () => ws.close(code, reason);
-}
-
-function onDisconnect(code, reason, opened) {
-  stopHeartbeat();
-  state.ws = null;
-  state.welcomed = false;
+function onDisconnect({ code, reason, opened }) {
   if (code === 1008 || code === 1009) showNotice(`The server closed the connection: ${reason || `code ${code}`}.`);
-  for (const p of state.pending.values()) if (!p.sent) setPendingState(p, "waiting for connection…");
-  if (!opened && !state.everWelcomed) return void checkRefusal();
-  scheduleReconnect();
+  if (!opened && !state.welcomed) void checkRefusal();
+  refreshPending();
 }
 
 /** The upgrade failed before we ever got in: if the server is up, it refused us (bad room or name, busy). */
 async function checkRefusal() {
+  if (state.checking) return;
+  state.checking = true;
+  const client = state.client;
   let up = false;
-  try { up = (await fetch("/healthz", { cache: "no-store" })).ok; } catch { /* server down */ }
-  if (state.ws) return; // the user joined again meanwhile
-  if (!up) return scheduleReconnect();
+  try { up = (await fetch(new URL("healthz", document.baseURI), { cache: "no-store" })).ok; } catch { /* down */ }
+  state.checking = false;
+  if (client !== state.client || state.welcomed || !up) return; // joined again, got in, or the server is down
+  client.close();
+  state.refused = true;
   setStatus("error", "the server refused the connection");
   showNotice(`Could not join #${state.room}: the server refused the connection. ` +
     "Check the room name and nickname, then press Join to try again (the server may also be busy).");
 }
 
-function scheduleReconnect() {
-  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(state.attempt, 10));
-  const delay = Math.round(Math.random() * ceiling); // full jitter
-  state.attempt++;
-  setStatus("reconnecting", `next try in ${Math.ceil(delay / 1000)} s`);
-  clearTimeout(state.retryTimer);
-  state.retryTimer = setTimeout(connect, delay);
+// ---- joining ---------------------------------------------------------------
+
+function leave() {
+  for (const off of state.unsubscribe) off();
+  state.unsubscribe = [];
+  state.client?.close();
+  state.client = null;
 }
 
 function join(room, name) {
-  dropSocket(1000, "switching room");
-  Object.assign(state, { room, name, me: null, shownRoom: null, epoch: null, online: [], attempt: 0, everWelcomed: false });
+  leave();
+  Object.assign(state, { room, name, refused: false, welcomed: false, online: [] });
   state.pending.clear();
-  clearLog();
+  state.retrying.clear();
+  ui.log.replaceChildren();
+  state.bySeq.clear();
+  ui.jump.hidden = true;
   renderOnline();
   hideNotice();
   ui.roomLabel.textContent = room;
   document.title = `#${room} · ShootaWall`;
   history.replaceState(null, "", `?room=${encodeURIComponent(room)}`);
-  connect();
+
+  const client = new ChatClient({
+    url: new URL(".", document.baseURI).href,
+    room,
+    name: name || undefined,
+    storage: storage(),
+    storageKey: `${KEYS.client}${room}.${name}`,
+    keepMessages: KEEP_MESSAGES,
+    maxText: MAX_TEXT,
+    beforeConnect: (info) => connectHook?.(info),
+  });
+  state.client = client;
+
+  // What this browser kept of the room: the latest messages, then its own messages not yet sent.
+  const kept = client.messages;
+  if (kept.length) addLine("divider", "earlier messages");
+  for (const m of kept) showMessage({ ...m, mine: m.user === client.user }, { history: true });
+  for (const e of client.pending) {
+    if (e.seq === undefined || !state.bySeq.has(e.seq)) addPending(e.nonce, e.text, new Date(e.createdAt).toISOString());
+  }
+
+  const on = (type, fn) => state.unsubscribe.push(client.on(type, fn));
+  on("status", onStatus);
+  on("welcome", onWelcome);
+  on("presence", onPresence);
+  on("gap", onGap);
+  on("history", onHistory);
+  on("message", onMessage);
+  on("ack", onAck);
+  on("announce", onAnnounce);
+  on("error", onError);
+  on("outbox", refreshPending);
+  on("disconnect", onDisconnect);
+  setStatus("connecting");
+  client.connect();
+  refreshPending();
 }
 
 // ---- wiring ----------------------------------------------------------------
@@ -451,7 +492,7 @@ ui.joinForm.addEventListener("submit", (event) => {
   ui.name.value = name.name;
   save(KEYS.room, room.room);
   save(KEYS.name, name.name);
-  const unchanged = room.room === state.room && name.name === state.name && state.welcomed;
+  const unchanged = room.room === state.room && name.name === state.name && state.client?.connected;
   if (!unchanged) join(room.room, name.name);
   ui.text.focus();
 });
@@ -473,9 +514,10 @@ ui.log.addEventListener("scroll", () => { if (atBottom()) ui.jump.hidden = true;
 ui.jump.addEventListener("click", () => { scrollToBottom(); ui.log.focus(); });
 ui.noticeClose.addEventListener("click", () => { hideNotice(); ui.text.focus(); });
 ui.notice.addEventListener("keydown", (event) => { if (event.key === "Escape") hideNotice(); });
-window.addEventListener("online", () => { if (!state.ws && ui.status.dataset.state === "reconnecting") connect(); });
+window.addEventListener("online", () => state.client?.retryNow());
 
-function start() {
+async function start() {
+  pruneStoredRooms();
   const params = new URLSearchParams(location.search);
   const room = checkRoom(params.get("room") ?? (load(KEYS.room) || "lobby"));
   const name = checkName(params.get("name") ?? load(KEYS.name));
@@ -489,7 +531,44 @@ function start() {
   }
   if (params.has("room")) save(KEYS.room, room.room);
   if (params.has("name")) save(KEYS.name, name.name);
+  // With sign-in on (auth.js), wait to know who we are: signed out, there is nothing to connect as.
+  const auth = await /** @type {any} */ (globalThis).shootawallAuth?.catch?.(() => undefined);
+  if (auth && auth.mode !== "open" && !auth.user) {
+    ui.roomLabel.textContent = room.room;
+    setStatus("error", "signed out");
+    return;
+  }
   join(room.room, name.name);
 }
 
-start();
+/** For other scripts of the page (e.g. auth.js): see the top of this file. */
+export const page = {
+  /** Joins a room as a name (empty: a guest name), like the Join form. */
+  join(room, name = "") {
+    const r = checkRoom(room);
+    const n = checkName(name);
+    if (r.error || n.error) throw new RangeError(r.error ?? n.error);
+    ui.room.value = r.room;
+    ui.name.value = n.name;
+    join(r.room, n.name);
+  },
+  /**
+   * Sets a function called before every connection attempt; it may return (or resolve to)
+   * `{ query, protocols }` to add, e.g. a login token. Applies from the next connection on.
+   */
+  setConnectHook(fn) {
+    connectHook = typeof fn === "function" ? fn : null;
+  },
+  /** The current ChatClient (events, outbox, status), or null. */
+  get client() {
+    return state.client;
+  },
+  get room() {
+    return state.room;
+  },
+  get name() {
+    return state.name;
+  },
+};
+
+void start();

@@ -62,6 +62,11 @@ export interface Connection {
   strikes: number;
   /** When this connection's send buffer was first seen above slowClientBytes (undefined: below). */
   slowSince?: number;
+  /**
+   * Bytes of the welcome and history frames, tolerated on top of slowClientBytes until the
+   * buffer first drains below the mark (a resume may replay a whole retained history at once).
+   */
+  slack: number;
   /** Takes the token of an `auth` frame (set by the connection layer when auth is on). */
   onAuth?: (token: string) => void;
 }
@@ -175,6 +180,7 @@ export class Room {
       bucket: limited ? new TokenBucket(limit, this.#deps.clock) : undefined,
       userBucket: limited ? this.#deps.users?.acquire(user) : undefined,
       strikes: 0,
+      slack: 0,
     };
     this.lastActive = this.#deps.clock.now();
     const isNewUser = this.#presence.add(user);
@@ -189,12 +195,13 @@ export class Room {
       epoch: this.epoch,
       seq: this.#seq,
       online: this.#presence.list(),
-    }) && this.#sendTo(conn, {
+    }, false) && this.#sendTo(conn, {
       type: "history",
       room: this.name,
       messages,
       complete,
-    });
+    }, false);
+    conn.slack = conn.socket.bufferedAmount ?? 0;
     if (isNewUser) this.#broadcast(this.#announce("join", user));
     return conn;
   }
@@ -221,7 +228,7 @@ export class Room {
     conn.strikes = 0;
     const parsed = parseClientFrame(data, this.#opts.limits);
     if (!parsed.ok) {
-      this.#error(conn, parsed.code, parsed.message);
+      this.#error(conn, parsed.code, parsed.message, parsed.nonce);
       return;
     }
     const frame = parsed.value;
@@ -424,9 +431,9 @@ export class Room {
     this.#countOut(data, delivered);
   }
 
-  #sendTo(conn: Connection, frame: ServerFrame): boolean {
+  #sendTo(conn: Connection, frame: ServerFrame, checkSlow = true): boolean {
     const data = encodeFrame(frame);
-    const result = this.#sendRaw(conn, data);
+    const result = this.#sendRaw(conn, data, checkSlow);
     if (result !== Sent.ok) {
       this.#failed(conn, result);
       return false;
@@ -435,10 +442,12 @@ export class Room {
     return true;
   }
 
-  #error(conn: Connection, code: ErrorCode, message: string): void {
+  #error(conn: Connection, code: ErrorCode, message: string, nonce?: Nonce): void {
     Metrics.bump(this.#metrics.errors, code);
     this.#deps.log.debug("frame_rejected", { room: this.name, conn: conn.id, code });
-    this.#reply(conn, { type: "error", code, message });
+    const frame: ErrorFrame = { type: "error", code, message };
+    if (nonce !== undefined) frame.nonce = nonce;
+    this.#reply(conn, frame);
   }
 
   #errorFrame(conn: Connection, frame: ErrorFrame): void {
@@ -453,7 +462,7 @@ export class Room {
   }
 
   /** Sends pre-encoded data and says how it went. */
-  #sendRaw(conn: Connection, data: string): Sent {
+  #sendRaw(conn: Connection, data: string, checkSlow = true): Sent {
     const socket = conn.socket;
     if (socket.readyState !== OPEN) return Sent.notOpen;
     try {
@@ -462,9 +471,11 @@ export class Room {
       this.#deps.log.warn("send_failed", { room: this.name, conn: conn.id, error: String(err) });
       return Sent.threw;
     }
-    const limit = this.#opts.slowClientBytes ?? 0;
-    if (limit > 0) {
+    const mark = this.#opts.slowClientBytes ?? 0;
+    if (mark > 0 && checkSlow) {
       const buffered = socket.bufferedAmount ?? 0;
+      if (conn.slack > 0 && buffered <= mark) conn.slack = 0;
+      const limit = mark + conn.slack;
       if (buffered <= limit) conn.slowSince = undefined;
       else if (buffered > limit * SLOW_HARD_FACTOR) return Sent.slow;
       else if (conn.slowSince === undefined) conn.slowSince = this.#deps.clock.now();

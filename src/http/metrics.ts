@@ -54,11 +54,13 @@ export function renderMetrics({ metrics: m, rooms, gate, runtime }: MetricsSourc
   family(out, "shootawall_closes_total", "counter", "Connections closed, by reason.");
   labelled(out, "shootawall_closes_total", "reason", m.closes, [
     "client", "heartbeat", "slow_consumer", "rate_limit", "too_big", "send_failed", "error", "shutdown",
+    "token_expired", "logged_out",
   ]);
   family(out, "shootawall_rejected_upgrades_total", "counter", "Upgrades refused before the WebSocket existed, by reason.");
   labelled(out, "shootawall_rejected_upgrades_total", "reason", m.rejectedUpgrades, [
     "bad_room", "bad_name", "bad_resume", "bad_handshake", "max_connections", "max_connections_per_ip", "max_rooms",
     "store_unavailable",
+    "bad_origin", "bad_protocol", "no_credentials", "bad_credentials", "bad_token", "bad_ticket", "bad_session", "room_forbidden",
   ]);
   family(out, "shootawall_broadcast_fanout_seconds", "histogram", "Time to hand one broadcast to every socket of a room.");
   histogram(out, "shootawall_broadcast_fanout_seconds", m.fanout);

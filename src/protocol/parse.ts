@@ -1,7 +1,7 @@
 // Parses and validates client frames with a schema: size first, then JSON, then shape. Portable.
 
 import * as v from "valibot";
-import type { ClientFrame, ErrorCode } from "./messages.ts";
+import type { ClientFrame, ErrorCode, Nonce } from "./messages.ts";
 
 export interface ParseLimits {
   /** Longest chat text, in characters (Unicode code points). */
@@ -12,11 +12,11 @@ export interface ParseLimits {
 
 export type ParseResult =
   | { ok: true; value: ClientFrame }
-  | { ok: false; code: ErrorCode; message: string };
+  | { ok: false; code: ErrorCode; message: string; nonce?: Nonce };
 
 const FORBIDDEN_KEYS = new Set(["__proto__", "constructor", "prototype"]);
 
-const Nonce = v.union([
+const NonceSchema = v.union([
   v.pipe(v.string(), v.minLength(1), v.maxLength(128)),
   v.pipe(v.number(), v.safeInteger()),
 ]);
@@ -37,7 +37,7 @@ function clientSchema(maxText: number): v.GenericSchema<unknown, ClientFrame> {
           `field "text" is longer than ${maxText} characters`,
         ),
       ),
-      nonce: v.optional(Nonce),
+      nonce: v.optional(NonceSchema),
     }),
     v.strictObject({ type: v.literal("ping") }),
     v.strictObject({
@@ -114,7 +114,14 @@ export function parseClientFrame(data: unknown, limits: ParseLimits): ParseResul
   }
   const result = v.safeParse(clientSchema(limits.maxText), raw);
   if (result.success) return { ok: true, value: result.output };
-  const issue = result.issues[0];
+  const failure = explain(result.issues[0], raw);
+  // The client matches an error to its message by nonce when the frame carried a valid one.
+  const nonce = (raw as { nonce?: unknown }).nonce;
+  if (v.is(NonceSchema, nonce) && !failure.ok) failure.nonce = nonce;
+  return failure;
+}
+
+function explain(issue: v.BaseIssue<unknown>, raw: object): ParseResult {
   const field = issue.path?.map((p) => String(p.key)).join(".");
   const tooLong = issue.type === "check" && issue.message.includes("longer than");
   if (tooLong) return fail("payload_too_large", `Cannot accept message: ${issue.message}`);

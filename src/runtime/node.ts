@@ -50,7 +50,7 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
   const app = opts.buildApp({
     upgradeWebSocket: trackedUpgrade,
     // ws's WebSocket has a live readyState and bufferedAmount: hand it over as is.
-    toSocket: (ws) => ws.raw as WebSocketLike,
+    toSocket: (ws) => nodeSocket(ws.raw as WebSocket),
     clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
     closeReason: (ws) => (ws.raw && heartbeat.killed(ws.raw as WebSocket) ? "heartbeat" : undefined),
   });
@@ -110,6 +110,49 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     });
   }
   return { port, stop };
+}
+
+/**
+ * The Room's view of a `ws` socket, with two savings on the broadcast path:
+ * - a broadcast hands the same string to every socket, so it is UTF-8 encoded
+ *   once (a one-entry cache keyed by the string itself) and sent as a text frame;
+ * - all frames due to one socket in the same tick (a stored batch of messages)
+ *   leave in one write: the TCP socket is corked on the first and uncorked on
+ *   the next tick.
+ */
+let lastText = "";
+let lastBytes = Buffer.alloc(0);
+
+function nodeSocket(ws: WebSocket): WebSocketLike {
+  const tcp = (ws as unknown as { _socket?: { cork(): void; uncork(): void; destroyed: boolean } })._socket;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    if (tcp && !tcp.destroyed) tcp.uncork();
+  };
+  return {
+    get readyState() {
+      return ws.readyState;
+    },
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    send(data: string) {
+      if (data !== lastText) {
+        lastText = data;
+        lastBytes = Buffer.from(data, "utf8");
+      }
+      if (tcp && !corked) {
+        corked = true;
+        tcp.cork();
+        process.nextTick(uncork);
+      }
+      ws.send(lastBytes, { binary: false });
+    },
+    close(code?: number, reason?: string) {
+      ws.close(code, reason);
+    },
+  };
 }
 
 const HOP_BY_HOP = new Set(["connection", "content-length", "keep-alive", "transfer-encoding", "upgrade"]);

@@ -1,8 +1,12 @@
-// The page in real Chromium against our Node server: chat both ways, text stays text, dedupe, heartbeat, reconnect, CSP.
+// The page in real Chromium against our Node server: chat both ways, text stays text, dedupe, heartbeat, reconnect,
+// nothing lost (offline outbox across a reload, resume after a drop), CSP.
 // Run: npm run build && node --import tsx --test tests/browser/chat.browser.ts
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { startServer, type RunningChild } from "../_helpers/server.ts";
 
@@ -15,6 +19,8 @@ const WAIT = { timeout: 10_000 };
 const XSS = "<img src=x onerror=alert(1)>";
 /** Chromium's console line for a refused WebSocket; expected only while the server is down or refusing. */
 const WS_FAILURE = /^WebSocket connection to 'ws:\/\/127\.0\.0\.1:\d+\/ws\/[a-z0-9_-]+(\?name=[^']*)?' failed: /;
+/** Chromium's console line for a failed fetch (the page's /healthz check while the server is down). */
+const FETCH_FAILURE = /^Failed to load resource: net::ERR_(CONNECTION_REFUSED|FAILED|INTERNET_DISCONNECTED)/;
 
 interface MessageInfo { seq: string | undefined; text: string | null; classes: string[] }
 interface Hooks { __sockets: WebSocket[]; __sent: string[]; __dropPings: boolean; __events: string[] }
@@ -29,19 +35,54 @@ describe("chat page in Chromium", { timeout: 120_000 }, () => {
   let alice: Page;
   let bob: Page;
 
+  /** The main server's history, so that a restart on it can keep its epoch. */
+  const dataDir = mkdtempSync(join(tmpdir(), "shootawall-browser-"));
+
   before(async () => {
-    server = await startServer("node20");
+    server = await startServer("node20", { DATA_DIR: dataDir });
     browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
   });
 
   after(async () => {
     await browser?.close().catch(() => {});
     await server?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
-  /** A page in its own browser context (own localStorage), watched for errors and dialogs. */
-  async function openPage(label: string, path: string, { base = server!.url, fakeClock = false } = {}): Promise<Page> {
-    const context = await browser!.newContext({ viewport: { width: 1000, height: 700 } });
+  /**
+   * A page in its own browser context (own localStorage), watched for errors and dialogs. With `offlineCache`,
+   * the page's files are kept as they load and served from that copy while the server is down (as a
+   * service worker or a browser's offline cache would), so the page can be reloaded during an outage.
+   */
+  async function openPage(
+    label: string,
+    path: string,
+    { base = server!.url, fakeClock = false, offlineCache = false } = {},
+  ): Promise<Page> {
+    // A page served from that copy counts as public to Chromium's Local Network Access checks, which would
+    // then block its socket to 127.0.0.1: let it, as the real page (served by the server itself) is.
+    const context = await browser!.newContext({
+      viewport: { width: 1000, height: 700 },
+      permissions: offlineCache ? ["local-network-access"] : [],
+    });
+    if (offlineCache) {
+      const origin = new URL(base).origin;
+      const cache = new Map<string, { status: number; headers: Record<string, string>; body: Buffer }>();
+      await context.route((url) => url.origin === origin && !url.pathname.startsWith("/ws"), async (route) => {
+        const { pathname } = new URL(route.request().url());
+        try {
+          const response = await route.fetch();
+          if (response.status() === 200 && pathname !== "/healthz") {
+            cache.set(pathname, { status: 200, headers: response.headers(), body: await response.body() });
+          }
+          await route.fulfill({ response });
+        } catch {
+          const copy = cache.get(pathname);
+          if (copy) await route.fulfill(copy);
+          else await route.abort("connectionrefused");
+        }
+      });
+    }
     await context.addInitScript(() => {
       document.addEventListener("securitypolicyviolation", (e) =>
         console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"}`));
@@ -72,7 +113,7 @@ describe("chat page in Chromium", { timeout: 120_000 }, () => {
     if (fakeClock) await page.clock.install();
     page.on("console", (msg) => {
       if (msg.type() !== "error") return;
-      if (wsFailuresExpected && WS_FAILURE.test(msg.text())) return;
+      if (wsFailuresExpected && (WS_FAILURE.test(msg.text()) || FETCH_FAILURE.test(msg.text()))) return;
       problems.push(`${label} console error: ${msg.text()}`);
     });
     page.on("pageerror", (err) => problems.push(`${label} page error: ${err.message}`));
@@ -286,6 +327,93 @@ describe("chat page in Chromium", { timeout: 120_000 }, () => {
       wsFailuresExpected = false;
       await busy.stop();
     }
+  });
+
+  it("delivers a message typed offline exactly once, even after a reload while the server is down", { timeout: 90_000 }, async () => {
+    const room = "offline-room";
+    const dana = await openPage("dana", `/?room=${room}&name=dana`, { offlineCache: true });
+    const eve = await openPage("eve", `/?room=${room}&name=eve`);
+    await statusIs(dana, "connected");
+    await statusIs(eve, "connected");
+    await send(dana, "before the outage");
+    await waitForMessage(eve, "before the outage", false);
+    await waitForMessage(dana, "before the outage", true);
+
+    const port = server!.port;
+    wsFailuresExpected = true;
+    try {
+      await server!.stop();
+      await statusIs(dana, "reconnecting");
+      await send(dana, "typed offline");
+      const pending = (page: Page) => page.locator("#log .msg.mine.pending", { hasText: "typed offline" });
+      await pending(dana).waitFor(WAIT);
+      assert.match(await pending(dana).locator(".state").textContent() ?? "", /waiting for connection/);
+
+      await dana.reload();
+      // Back from the page's copy: what it had shown, and the message still waiting.
+      await pending(dana).waitFor(WAIT);
+      assert.match(await pending(dana).locator(".state").textContent() ?? "", /waiting for connection/);
+      assert.deepEqual((await messages(dana)).map((m) => m.text), ["before the outage", "typed offline"]);
+      await statusIs(dana, "reconnecting");
+      await dana.waitForTimeout(1_000); // a few failed attempts while down: nothing sent, nothing lost
+
+      server = await startServer("node20", { PORT: String(port), DATA_DIR: dataDir });
+      await statusIs(dana, "connected", 20_000);
+      await statusIs(eve, "connected", 20_000);
+    } finally {
+      wsFailuresExpected = false;
+    }
+    await waitForMessage(eve, "typed offline", false);
+    await waitForMessage(dana, "typed offline", true);
+    await dana.waitForTimeout(500); // room for a duplicate to show up, if there were one
+    for (const page of [dana, eve]) {
+      assert.deepEqual((await messages(page)).map((m) => m.text), ["before the outage", "typed offline"]);
+      await assertNoDuplicates(page);
+    }
+    assert.equal(await dana.locator("#log .msg.pending").count(), 0, "the pending mark is gone");
+    const outbox = await dana.evaluate(() => JSON.parse(localStorage.getItem("shootawall.client.offline-room.dana") ?? "{}").outbox);
+    assert.deepEqual(outbox, [], "the stored outbox is empty");
+    await dana.context().close();
+    await eve.context().close();
+  });
+
+  it("gives a page that reconnects exactly the messages it missed", { timeout: 60_000 }, async () => {
+    const room = "resume-room";
+    const frank = await openPage("frank", `/?room=${room}&name=frank`);
+    const gina = await openPage("gina", `/?room=${room}&name=gina`);
+    await statusIs(frank, "connected");
+    await statusIs(gina, "connected");
+    await send(gina, "while frank is here");
+    await waitForMessage(frank, "while frank is here", false);
+
+    // frank's network goes away (his socket with it); gina says more than a newcomer's replay holds.
+    const missed = Array.from({ length: 15 }, (_, i) => `missed ${i + 1}`);
+    wsFailuresExpected = true;
+    try {
+      await frank.context().setOffline(true);
+      await frank.evaluate(() => (globalThis as unknown as Hooks).__sockets.at(-1)?.close());
+      await statusIs(frank, "reconnecting");
+      for (const text of missed) {
+        await send(gina, text);
+        await waitForMessage(gina, text, true);
+      }
+      await frank.waitForTimeout(500);
+      await frank.context().setOffline(false);
+      await statusIs(frank, "connected", 20_000);
+    } finally {
+      wsFailuresExpected = false;
+    }
+    await waitForMessage(frank, missed.at(-1)!, false);
+    await frank.waitForTimeout(300);
+    const shown = await messages(frank);
+    assert.deepEqual(shown.map((m) => m.text), ["while frank is here", ...missed], "none missing, none doubled, in order");
+    const seqs = shown.map((m) => Number(m.seq));
+    assert.deepEqual(seqs, seqs.map((_, i) => seqs[0]! + i), "consecutive seqs");
+    assert.deepEqual(shown.slice(1).map((m) => m.classes.includes("history")), missed.map(() => true));
+    assert.equal(await frank.locator("#log .divider", { hasText: "while you were away" }).count(), 1);
+    assert.equal(await frank.locator("#log .note").count(), 0, "no gap reported");
+    await frank.context().close();
+    await gina.context().close();
   });
 
   it("reconnects by itself when the server restarts", { timeout: 60_000 }, async () => {

@@ -186,3 +186,28 @@ describe("ConnectionGate", () => {
     assert.equal(gate.total, 0);
   });
 });
+
+describe("Room slow consumers and a large history", () => {
+  it("does not count the join's own history against slowClientBytes until the buffer first drains", () => {
+    const { room, clock } = setup({ slowClientBytes: 1000, rateLimit: { perSecond: 0, burst: 1 } });
+    const sender = room.join(new FakeSocket(), "sender");
+    const newcomer = new FakeSocket();
+    // While joining, its welcome and history pile up in the buffer: 5000 bytes, over four times the mark.
+    newcomer.send = function (data: string) {
+      FakeSocket.prototype.send.call(this, data);
+      if (JSON.parse(data).type === "history") this.bufferedAmount = 5000;
+    };
+    for (let i = 0; i < 3; i++) room.receive(sender, chat("x".repeat(200)));
+    room.join(newcomer, "newcomer");
+    newcomer.bufferedAmount = 5000;
+    room.receive(sender, chat("live"));
+    clock.advance(2000);
+    room.receive(sender, chat("live 2"));
+    assert.equal(newcomer.closedWith, undefined, "its own history does not make it slow");
+    newcomer.bufferedAmount = 0;
+    room.receive(sender, chat("drained"));
+    newcomer.bufferedAmount = 5000;
+    room.receive(sender, chat("stuck now"));
+    assert.equal((newcomer.closedWith as { code?: number } | undefined)?.code, 1013);
+  });
+});

@@ -60,6 +60,15 @@ describe("parseClientFrame()", () => {
     });
   }
 
+  it("keeps a valid nonce on the error, so the client can match it to its message", () => {
+    const long = parse(JSON.stringify({ type: "message", text: "a".repeat(4097), nonce: "n-9" }));
+    assert.equal(!long.ok && long.nonce, "n-9");
+    const empty = parse(JSON.stringify({ type: "message", text: "", nonce: 12 }));
+    assert.equal(!empty.ok && empty.nonce, 12);
+    const badNonce = parse(JSON.stringify({ type: "message", text: "", nonce: {} }));
+    assert.equal(!badNonce.ok && badNonce.nonce, undefined);
+  });
+
   it("never pollutes Object.prototype", () => {
     parse('{"type":"message","text":"hi","__proto__":{"polluted":true}}');
     assert.equal(({} as Record<string, unknown>).polluted, undefined);

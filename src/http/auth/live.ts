@@ -32,6 +32,8 @@ export class LiveAccess {
   #ctl?: LiveControl;
   #timer?: ReturnType<typeof setTimeout>;
   #stopped = false;
+  /** Auth frames are answered one after the other, in the order they came. */
+  #queue: Promise<void> = Promise.resolve();
 
   constructor(identity: Identity, room: string, host: LiveHost) {
     this.identity = { ...identity };
@@ -59,8 +61,13 @@ export class LiveAccess {
     this.#end("logged out", "logged_out");
   }
 
-  /** An auth frame: a fresh token for the same user extends the connection. */
-  async refresh(token: string): Promise<void> {
+  /** An auth frame: a fresh token for the same user extends the connection. Answers keep frame order. */
+  refresh(token: string): Promise<void> {
+    this.#queue = this.#queue.then(() => this.#refresh(token), () => this.#refresh(token));
+    return this.#queue;
+  }
+
+  async #refresh(token: string): Promise<void> {
     if (this.#stopped) return;
     const result = await this.#host.refresh(token);
     if (this.#stopped) return;
@@ -82,6 +89,7 @@ export class LiveAccess {
     const left = exp * 1000 - this.#host.now();
     if (left <= 0) return this.#end(this.identity.sid ? "session expired" : "token expired", "token_expired");
     this.#timer = setTimeout(() => this.#arm(), Math.min(left, MAX_DELAY_MS));
+    (this.#timer as { unref?: () => void }).unref?.(); // never what keeps a process alive
   }
 
   #end(reason: string, why: "token_expired" | "logged_out"): void {

@@ -185,7 +185,7 @@ export class AuthService {
     const ticket = c.req.query("ticket");
     if (ticket !== undefined) {
       identity = await this.#tickets.redeem(ticket);
-      if (identity?.sid && !(await this.#sessionStillValid(identity))) identity = undefined;
+      if (identity?.sid && !this.#sessionStillValid(identity)) identity = undefined;
       if (!identity) return refuse(401, "bad_ticket", "Unauthorized: the ticket is invalid, expired or already used");
     } else if (bearer !== undefined) {
       if (!this.#p.tokens) {
@@ -321,7 +321,7 @@ export class AuthService {
   }
 
   /** A ticket bought with a session is void once that session is logged out. */
-  async #sessionStillValid(identity: Identity): Promise<boolean> {
+  #sessionStillValid(identity: Identity): boolean {
     return identity.sid === undefined || !this.#p.sessions?.isRevoked(identity.sid);
   }
 }

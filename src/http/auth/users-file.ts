@@ -2,7 +2,7 @@
 // (atomically: a temporary file, then rename; mode 0600) and read by the server, which notices
 // when the file changes.
 
-import { chmod, mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { checkRoomList } from "./rooms.ts";
 
@@ -83,6 +83,31 @@ export async function writeUsers(path: string, data: UsersData): Promise<void> {
   await writeFile(tmp, `${JSON.stringify({ version: 1, users: sorted }, null, 2)}\n`, { mode: 0o600, flag: "wx" });
   await chmod(tmp, 0o600); // the umask may have taken bits off
   await rename(tmp, path);
+}
+
+/**
+ * Runs `fn` (a read, change and write of the users file) while holding `<file>.lock`, so that two
+ * scripts/users.ts runs at once cannot lose each other's change.
+ */
+export async function withUsersLock<T>(path: string, fn: () => Promise<T>, waitMs = 10_000): Promise<T> {
+  const lock = `${path}.lock`;
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      await writeFile(lock, "", { flag: "wx", mode: 0o600 });
+      break;
+    } catch (err) {
+      if ((err as { code?: string }).code !== "EEXIST" && (err as { name?: string }).name !== "AlreadyExists") throw err;
+      if (Date.now() > deadline) throw new Error(`${lock} is held by another run; delete it if none is running`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { force: true });
+  }
 }
 
 /** The users file as the server sees it: read again whenever its size or modification time changes. */
