@@ -5,6 +5,7 @@ import { jsonLogger, randomIds, systemClock } from "./core/deps.ts";
 import { ConnectionGate } from "./core/gate.ts";
 import { Metrics } from "./core/metrics.ts";
 import { UserBuckets } from "./core/rate-limit.ts";
+import type { RoomDeps } from "./core/room.ts";
 import { RoomRegistry } from "./core/rooms.ts";
 import { FileStore } from "./storage/file.ts";
 import { MemoryStore } from "./storage/memory.ts";
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
   }
   const metrics = new Metrics();
   const rateLimit = { perSecond: config.rateLimitPerS, burst: config.rateLimitBurst };
+  const roomDeps: RoomDeps = { clock: systemClock, ids: randomIds, log, metrics, users: new UserBuckets(rateLimit, systemClock) };
   const rooms = new RoomRegistry(
     {
       historyReplay: config.historyReplay,
@@ -48,7 +50,7 @@ async function main(): Promise<void> {
       slowClientBytes: config.slowClientBytes,
       rateLimit,
     },
-    { clock: systemClock, ids: randomIds, log, metrics, users: new UserBuckets(rateLimit, systemClock) },
+    roomDeps,
     config.maxRooms,
     config.store === "memory"
       ? new MemoryStore()
@@ -59,7 +61,11 @@ async function main(): Promise<void> {
   const options: StartOptions = {
     config,
     log,
-    buildApp: (edge) => createApp({ rooms, ids: randomIds, log, metrics, gate, staticFiles, runtime, auth: auth.auth, ...edge }),
+    buildApp: (edge) => {
+      // A runtime with native pub/sub (Bun) hands it over; the rooms then publish once per broadcast.
+      if (edge.fanout) roomDeps.fanout = edge.fanout;
+      return createApp({ rooms, ids: randomIds, log, metrics, gate, staticFiles, runtime, auth: auth.auth, ...edge });
+    },
     onShutdown: async () => {
       log.info("shutdown", { connections: rooms.connectionCount });
       rooms.closeAll(CloseCode.goingAway, "server shutting down");

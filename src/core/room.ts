@@ -48,7 +48,24 @@ export interface RoomDeps {
   users?: UserBuckets;
   /** A high-resolution clock in milliseconds, for the fan-out histogram. */
   hrtime?: () => number;
+  /** A runtime's native fan-out (Bun's publish); without it the room sends socket by socket. */
+  fanout?: Fanout;
 }
+
+/**
+ * An optional capability a runtime adapter can hand the Room: native pub/sub.
+ * Frames published and frames sent directly to a socket must reach it in call order.
+ */
+export interface Fanout {
+  /** From now on `socket` receives what is published to `room`. */
+  subscribe(socket: WebSocketLike, room: string): void;
+  unsubscribe(socket: WebSocketLike, room: string): void;
+  /** Sends `data` as a text frame to every socket subscribed to `room`. */
+  publish(room: string, data: string): void;
+}
+
+/** With native fan-out, connections are checked for slowness and death at most this often. */
+export const FANOUT_SWEEP_MS = 200;
 
 /** One client connection in a room. */
 export interface Connection {
@@ -111,6 +128,7 @@ export class Room {
   #deps: RoomDeps;
   #metrics: Metrics;
   #hrtime: () => number;
+  #lastSweep = 0;
   /** Last time the room had activity (joins, leaves, messages), for eviction. */
   lastActive: number;
 
@@ -202,6 +220,7 @@ export class Room {
       complete,
     }, false);
     conn.slack = conn.socket.bufferedAmount ?? 0;
+    if (this.#connections.has(conn)) this.#deps.fanout?.subscribe(conn.socket, this.name);
     if (isNewUser) this.#broadcast(this.#announce("join", user));
     return conn;
   }
@@ -382,6 +401,13 @@ export class Room {
   leave(conn: Connection, reason: LeaveReason = "client"): void {
     if (!this.#connections.delete(conn)) return;
     this.lastActive = this.#deps.clock.now();
+    if (this.#deps.fanout) {
+      try {
+        this.#deps.fanout.unsubscribe(conn.socket, this.name);
+      } catch {
+        // The socket is already closed: it has no subscriptions left.
+      }
+    }
     Metrics.bump(this.#metrics.closes, reason);
     if (conn.bucket) this.#deps.users?.release(conn.user);
     this.#deps.log.info("ws_close", { room: this.name, conn: conn.id, reason });
@@ -421,6 +447,19 @@ export class Room {
   #broadcast(frame: ServerFrame): void {
     const data = encodeFrame(frame);
     const started = this.#hrtime();
+    const fanout = this.#deps.fanout;
+    if (fanout) {
+      // One native publish for the whole room; the per-connection checks run on a schedule.
+      fanout.publish(this.name, data);
+      this.#metrics.fanout.observe((this.#hrtime() - started) / 1000);
+      this.#countOut(data, this.#connections.size);
+      const now = this.#deps.clock.now();
+      if (now - this.#lastSweep >= FANOUT_SWEEP_MS) {
+        this.#lastSweep = now;
+        this.#sweep();
+      }
+      return;
+    }
     let delivered = 0;
     for (const conn of this.#connections) {
       const result = this.#sendRaw(conn, data);
@@ -429,6 +468,14 @@ export class Room {
     }
     this.#metrics.fanout.observe((this.#hrtime() - started) / 1000);
     this.#countOut(data, delivered);
+  }
+
+  /** Drops connections that are closed or too slow (native fan-out does not tell per send). */
+  #sweep(): void {
+    for (const conn of this.#connections) {
+      const result = this.#check(conn);
+      if (result !== Sent.ok) this.#failed(conn, result);
+    }
   }
 
   #sendTo(conn: Connection, frame: ServerFrame, checkSlow = true): boolean {
@@ -471,8 +518,15 @@ export class Room {
       this.#deps.log.warn("send_failed", { room: this.name, conn: conn.id, error: String(err) });
       return Sent.threw;
     }
+    return checkSlow ? this.#check(conn) : Sent.ok;
+  }
+
+  /** Whether a connection is still open and keeping up. */
+  #check(conn: Connection): Sent {
+    const socket = conn.socket;
+    if (socket.readyState !== OPEN) return Sent.notOpen;
     const mark = this.#opts.slowClientBytes ?? 0;
-    if (mark > 0 && checkSlow) {
+    if (mark > 0) {
       const buffered = socket.bufferedAmount ?? 0;
       if (conn.slack > 0 && buffered <= mark) conn.slack = 0;
       const limit = mark + conn.slack;

@@ -19,6 +19,16 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     // hono/bun makes a new context per event with a snapshot readyState; the raw
     // ServerWebSocket is the same object for the whole connection and live.
     toSocket: (ws) => bunSocket(ws.raw as ServerWebSocket<unknown>),
+    // Room fan-out through Bun's native publish: one call per broadcast instead of one send per
+    // socket (measured: 0.69 us vs 5.48 us of CPU per delivery). uWS drains a socket's pending
+    // publications before a direct send to it, so publications and direct frames keep their order.
+    fanout: {
+      subscribe: (socket, room) => rawOf(socket).subscribe(`room:${room}`),
+      unsubscribe: (socket, room) => rawOf(socket).unsubscribe(`room:${room}`),
+      publish: (room, data) => {
+        server.publish(`room:${room}`, data);
+      },
+    },
     clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
     closeReason: (ws) => (ws.raw && heartbeat.killed(ws.raw as ServerWebSocket<unknown>) ? "heartbeat" : undefined),
   });
@@ -75,8 +85,15 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
  * getBufferedAmount(), and a send Bun dropped (status 0) throws, so the Room
  * closes that peer instead of silently losing a message for it.
  */
+const RAW = Symbol("bun socket");
+
+function rawOf(socket: WebSocketLike): ServerWebSocket<unknown> {
+  return (socket as unknown as { [RAW]: ServerWebSocket<unknown> })[RAW];
+}
+
 function bunSocket(raw: ServerWebSocket<unknown>): WebSocketLike {
-  return {
+  const socket: WebSocketLike & { [RAW]: ServerWebSocket<unknown> } = {
+    [RAW]: raw,
     get readyState() {
       return raw.readyState;
     },
@@ -90,6 +107,7 @@ function bunSocket(raw: ServerWebSocket<unknown>): WebSocketLike {
       raw.close(code, reason);
     },
   };
+  return socket;
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Context, Hono } from "hono";
 import type { UpgradeWebSocket, WSContext } from "hono/ws";
 import type { Config } from "../config.ts";
 import type { Logger } from "../core/deps.ts";
-import type { LeaveReason } from "../core/room.ts";
+import type { Fanout, LeaveReason } from "../core/room.ts";
 import type { WebSocketLike } from "../core/socket.ts";
 
 /** What each runtime adapter gives the app. */
@@ -16,6 +16,8 @@ export interface EdgeParts {
   clientIp: (c: Context) => string;
   /** Why the runtime closed a socket, where it can tell (e.g. "heartbeat"). */
   closeReason?: (ws: WSContext, code: number) => LeaveReason | undefined;
+  /** Native pub/sub for room fan-out, where the runtime has it (Bun). */
+  fanout?: Fanout;
 }
 
 export interface StartOptions {

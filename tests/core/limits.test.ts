@@ -211,3 +211,45 @@ describe("Room slow consumers and a large history", () => {
     assert.equal((newcomer.closedWith as { code?: number } | undefined)?.code, 1013);
   });
 });
+
+describe("Room with native fan-out", () => {
+  it("publishes a broadcast once, subscribes after the join frames, and still drops slow or closed sockets", () => {
+    const clock = new FakeClock();
+    const published: string[] = [];
+    const subscribed = new Set<unknown>();
+    const order: string[] = [];
+    const fanout = {
+      subscribe: (socket: unknown) => {
+        order.push(`subscribe after ${(socket as FakeSocket).sent.length} frames`);
+        subscribed.add(socket);
+      },
+      unsubscribe: (socket: unknown) => void subscribed.delete(socket),
+      publish: (_room: string, data: string) => {
+        published.push(data);
+        for (const s of subscribed) (s as FakeSocket).send(data);
+      },
+    };
+    const room = new Room("lobby", {
+      historyReplay: 10,
+      historyRetain: 100,
+      presenceGraceMs: 0,
+      limits: { maxText: 4096, maxFrameBytes: 65536 },
+      slowClientBytes: 1000,
+    }, { clock, ids: sequentialIds(), log: silentLogger, fanout });
+    const a = new FakeSocket();
+    const b = new FakeSocket();
+    const ca = room.join(a, "alice");
+    room.join(b, "bob");
+    assert.deepEqual(order, ["subscribe after 2 frames", "subscribe after 2 frames"]);
+    published.length = 0;
+    room.receive(ca, chat("hello"));
+    assert.equal(published.length, 1);
+    assert.equal(b.ofType("message").length, 1);
+    b.bufferedAmount = 10_000;
+    clock.advance(250);
+    room.receive(ca, chat("again"));
+    assert.equal((b.closedWith as { code?: number } | undefined)?.code, 1013);
+    assert.equal(subscribed.has(b), false);
+    assert.equal(room.connectionCount, 1);
+  });
+});

@@ -83,6 +83,12 @@ for (const runtime of selectedRuntimes()) {
         // The ack's seq is the seq of that nonce's broadcast.
         const bySeq = new Map((await messages(peers[i]!.c, total)).map((m) => [m.nonce, m.seq]));
         for (const f of a) assert.equal(f.seq, bySeq.get(f.nonce as string));
+        // The sender sees its message before the ack for it.
+        const seenAt = new Map<string, number>();
+        peers[i]!.c.frames.forEach((f, at) => {
+          if (f.type === "message") seenAt.set(f.nonce as string, at);
+          if (f.type === "ack") assert.ok((seenAt.get(f.nonce as string) ?? Infinity) < at, `ack before message for ${f.nonce}`);
+        });
       }
       await Promise.all(peers.map((p) => p.c.close()));
     });
