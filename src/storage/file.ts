@@ -158,8 +158,10 @@ class FileRoomLog implements RoomLog {
       if (this.opts.fsync === "always") await fh.datasync();
       else this.#scheduleSync();
     } catch (err) {
-      // Nothing of this batch may survive: cut the file back to its last good length.
+      // Nothing of this batch may survive: cut the file back to its last good length, and let
+      // the next append open the path afresh (the disk may be fixed, or the file replaced).
       await fh?.truncate(this.#size).catch(() => {});
+      await this.#closeHandle();
       this.opts.log.error("store_write_failed", { path: this.path, error: String(err) });
       throw new StoreUnavailableError(`Cannot store message: ${(err as Error).message}`);
     }

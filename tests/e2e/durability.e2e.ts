@@ -3,7 +3,7 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type Frame, type TestClient } from "../_helpers/ws-client.ts";
@@ -112,7 +112,18 @@ for (const runtime of selectedRuntimes()) {
       assert.equal(back.welcome.seq, lastSeq + 7);
       const other = await joinRoom(`${r}?name=stranger&since=${lastSeq}&epoch=not-this-one`);
       track(other.c);
-      assert.equal(other.history.complete, false);
+      assert.equal(other.history.complete, false, "another epoch is a gap");
+      // More than HISTORY_RETAIN (1000) messages since: the oldest missed ones are gone.
+      const busy = `${server.wsUrl}/ws/retention`;
+      const early = await joinRoom(`${busy}?name=early`);
+      const flood = track((await joinRoom(`${busy}?name=flood`)).c);
+      for (let i = 0; i < 1005; i++) flood.send({ type: "message", text: `r${i}`, nonce: `r${i}` });
+      await acks(flood, 1005);
+      await early.c.close();
+      const late = await joinRoom(`${busy}?name=early&since=${early.welcome.seq}&epoch=${early.welcome.epoch}`);
+      track(late.c);
+      assert.equal(late.history.complete, false, "a gap larger than retention");
+      assert.deepEqual((late.history.messages as Msg[]).map((m) => m.seq), Array.from({ length: 10 }, (_, i) => 996 + i));
     });
 
     it("a duplicate nonce after a reconnect is broadcast once and acked twice identically", async () => {
@@ -203,6 +214,73 @@ for (const runtime of selectedRuntimes()) {
         assert.equal(lines.at(-1), "", "the log ends with a whole line");
       });
     }
+
+    it("kill -9 in the middle of a stream, 20 times: every acked message kept once with its seq, epoch unchanged", async () => {
+      const dir = dataDir();
+      dirs.push(dir);
+      const env = { DATA_DIR: dir, RATE_LIMIT_PER_S: "0", PRESENCE_GRACE_S: "0" };
+      let epoch: unknown;
+      const acked = new Map<string, number>();
+      for (let round = 0; round < 20; round++) {
+        const server = await startServer(runtime, env);
+        const { c, welcome } = await joinRoom(`${server.wsUrl}/ws/crash20?name=writer`);
+        if (round === 0) epoch = welcome.epoch;
+        assert.equal(welcome.epoch, epoch, `round ${round}: epoch changed`);
+        for (let i = 0; i < 60; i++) c.send({ type: "message", text: `r${round}-${i}`, nonce: `r${round}-${i}` });
+        await acks(c, 10);
+        server.proc.kill("SIGKILL");
+        await server.stop();
+        for (const f of c.frames) if (f.type === "ack") acked.set(f.nonce as string, f.seq as number);
+        c.ws.terminate();
+      }
+      const last = await startServer(runtime, { ...env, HISTORY_RETAIN: "5000" });
+      try {
+        const back = await joinRoom(`${last.wsUrl}/ws/crash20?name=reader&since=0`);
+        assert.equal(back.welcome.epoch, epoch);
+        const kept = back.history.messages as Msg[];
+        assert.deepEqual(kept.map((m) => m.seq), kept.map((_, i) => i + 1), "seqs 1..n, none twice");
+        assert.equal(new Set(kept.map((m) => m.nonce)).size, kept.length, "no message twice");
+        const bySeq = new Map(kept.map((m) => [m.nonce, m.seq]));
+        for (const [nonce, seq] of acked) assert.equal(bySeq.get(nonce), seq, `acked ${nonce} (seq ${seq}) is kept with its seq`);
+        await back.c.close();
+      } finally {
+        await last.stop();
+      }
+    });
+
+    it("a write error answers unavailable (no ack, nothing broadcast) and the server recovers when writes work again", async () => {
+      const dir = dataDir();
+      dirs.push(dir);
+      const server = await startServer(runtime, { DATA_DIR: dir, PRESENCE_GRACE_S: "0" });
+      try {
+        const writer = await joinRoom(`${server.wsUrl}/ws/diskfull?name=writer`);
+        const watcher = await joinRoom(`${server.wsUrl}/ws/diskfull?name=watcher`);
+        // The room's log exists (made when the room opened) but was never written: its file is
+        // opened on the first write, which now meets /dev/full and fails with ENOSPC.
+        const log = join(dir, "rooms", "diskfull.jsonl");
+        renameSync(log, `${log}.aside`);
+        symlinkSync("/dev/full", log);
+        writer.c.send({ type: "message", text: "lost?", nonce: "full-1" });
+        const err = await writer.c.next("error", 10_000);
+        assert.deepEqual([err.code, err.nonce], ["unavailable", "full-1"]);
+        assert.equal(await watcher.c.quiet(300, "message"), true, "nothing broadcast");
+        assert.equal(writer.c.frames.filter((f) => f.type === "ack").length, 0);
+        // The disk is back: the same message, retried, goes through once, with the first seq.
+        rmSync(log);
+        renameSync(`${log}.aside`, log);
+        writer.c.send({ type: "message", text: "lost?", nonce: "full-1" });
+        const [ack] = await acks(writer.c, 1);
+        assert.equal(ack!.seq, 1);
+        const m = await watcher.c.next("message");
+        assert.deepEqual([m.text, m.seq], ["lost?", 1]);
+        assert.equal(await watcher.c.quiet(300, "message"), true, "broadcast once");
+        assert.ok(server.proc.exitCode === null, "the server kept running");
+        await writer.c.close();
+        await watcher.c.close();
+      } finally {
+        await server.stop();
+      }
+    });
 
     it("--memory keeps nothing: after a restart the epoch changes and a resume says complete:false", async () => {
       const one = await startServer(runtime, { PRESENCE_GRACE_S: "0" }, ["--memory"]);
