@@ -328,6 +328,17 @@ export type ChatClientOptions = {
         url: string;
     }) => ConnectExtras | void | Promise<ConnectExtras | void>;
     /**
+     * For servers with AUTH=jwt: returns a current
+     * token. It is called before each connection (the token then travels as the subprotocol
+     * `bearer.<token>` after `shootawall.v1`) and again `refreshBeforeMs` before the token expires, to
+     * send the fresh one over the open connection, so the server does not close it with 1008.
+     */
+    getToken?: () => string | Promise<string>;
+    /**
+     * How long before a token's `exp` it is refreshed. Default 30000.
+     */
+    refreshBeforeMs?: number;
+    /**
      * For tests: clock and timers.
      */
     timers?: Timers;
@@ -340,190 +351,6 @@ export type ChatClientOptions = {
      */
     nonce?: () => string;
 };
-/**
- * A chat message as the server sends it (wire contract v1).
- * @typedef {object} ChatMessage
- * @property {"message"} type
- * @property {string} room
- * @property {number} seq 1, 2, 3, ... per room and epoch, no holes.
- * @property {string} user
- * @property {string} date ISO 8601 UTC, the server's time.
- * @property {string} text
- * @property {string | number} [nonce] The sender's nonce, when it gave one.
- */
-/**
- * Where a delivered message came from.
- * @typedef {object} MessageOrigin
- * @property {boolean} fromHistory True when it came in the `history` frame (replay or resume), false when live.
- * @property {boolean} mine True when sent under the name this client has on the server.
- */
-/**
- * A message as the client delivers it.
- * @typedef {ChatMessage & MessageOrigin} ClientMessage
- */
-/**
- * @typedef {object} WelcomeFrame
- * @property {"welcome"} type
- * @property {string} room
- * @property {string} user The name the server gave this connection: use it, not the one asked for.
- * @property {string} epoch
- * @property {number} seq Last seq of the room when we joined.
- * @property {string[]} online
- */
-/**
- * @typedef {object} AnnounceFrame
- * @property {"announce"} type
- * @property {"join" | "leave"} event
- * @property {string} room
- * @property {string} user
- * @property {string} date
- * @property {string} text
- */
-/** @typedef {"idle" | "connecting" | "connected" | "reconnecting" | "closed"} ClientStatus */
-/**
- * A message of the outbox: not yet acknowledged by the server.
- * @typedef {object} OutboxEntry
- * @property {string} nonce
- * @property {string} text
- * @property {number} createdAt When send() was called (ms since 1970, the client's clock).
- * @property {"queued" | "sending"} state queued: waiting for a connection (or a retry); sending: sent, answer awaited.
- * @property {number} attempts Times sent so far by this client.
- * @property {number} [seq] Set once its own echo was seen (the server has it); it stays until the ack.
- */
-/**
- * @typedef {object} StatusEvent
- * @property {ClientStatus} status
- * @property {ClientStatus} previous
- * @property {number} attempt Reconnect attempts since the last welcome.
- * @property {number} [retryInMs] With "reconnecting": the delay before the next attempt.
- */
-/**
- * @typedef {object} HistoryEvent
- * @property {ClientMessage[]} messages The history's messages not delivered before, oldest first (each also
- *   emitted as `message` right after).
- * @property {boolean} complete The server's flag: no older message of this epoch exists.
- * @property {boolean} resumed True when this connection continues an epoch this client already knew.
- */
-/**
- * @typedef {object} GapEvent
- * @property {"epoch" | "rewound" | "missed"} reason epoch: the room's history was lost (new epoch, seqs
- *   restart): clear what you show. rewound: same epoch, but the server is behind what we saw: the same.
- *   missed: messages `from`..`to` of this epoch will never be delivered (gone from the server's retention).
- * @property {string} epoch
- * @property {string | null} previousEpoch
- * @property {number} lastSeq Our last seq before the gap.
- * @property {number} from
- * @property {number} to
- * @property {boolean} cleared True when everything delivered so far belongs to a history that is gone.
- */
-/**
- * @typedef {object} AckEvent
- * @property {string} nonce
- * @property {number} seq
- * @property {string} text
- */
-/**
- * @typedef {object} ErrorEvent
- * @property {string} code The server's code (bad_request, payload_too_large, rate_limited, unavailable,
- *   unauthorized, ...), or connect_failed when no connection could even be attempted.
- * @property {string} message
- * @property {string} [nonce] The outbox message it was about, when there was one.
- * @property {string} [text]
- * @property {boolean} willRetry True: the message stays in the outbox and is sent again. False: it was
- *   dropped (or there was no message).
- * @property {number} [retryInMs]
- */
-/**
- * @typedef {object} DisconnectEvent
- * @property {number} code The close code (1006 when the connection failed or went silent).
- * @property {string} reason
- * @property {boolean} opened Whether the socket had opened (false: the upgrade failed or was refused).
- * @property {boolean} welcomed Whether the server had welcomed it.
- * @property {number} [retryInMs] Delay before the next attempt; absent when the client was closed.
- */
-/**
- * What each event of `on()` carries.
- * @typedef {object} ChatClientEvents
- * @property {StatusEvent} status
- * @property {WelcomeFrame} welcome
- * @property {HistoryEvent} history Before the history's messages are emitted one by one as `message`.
- * @property {ClientMessage} message Each message of the room once per epoch, in seq order.
- * @property {AnnounceFrame} announce
- * @property {string[]} presence Who is online (one entry per user), after welcome and after each announce.
- * @property {GapEvent} gap
- * @property {AckEvent} ack An outbox message was stored by the server and left the outbox.
- * @property {ErrorEvent} error
- * @property {OutboxEntry[]} outbox The outbox changed (added, sent, acked, dropped).
- * @property {DisconnectEvent} disconnect A connection ended (or failed to open).
- */
-/**
- * The slice of the WHATWG WebSocket the client uses.
- * @typedef {object} WebSocketLike
- * @property {number} readyState
- * @property {(data: string) => void} send
- * @property {(code?: number, reason?: string) => void} close
- * @property {((event: any) => void) | null} onopen
- * @property {((event: { data: unknown }) => void) | null} onmessage
- * @property {((event: { code?: number, reason?: string }) => void) | null} onclose
- * @property {((event: any) => void) | null} onerror
- */
-/** @typedef {new (url: string, protocols?: string | string[]) => WebSocketLike} WebSocketConstructorLike */
-/**
- * localStorage, or anything with the same three methods.
- * @typedef {object} StorageLike
- * @property {(key: string) => string | null} getItem
- * @property {(key: string, value: string) => void} setItem
- * @property {(key: string) => void} removeItem
- */
-/**
- * @typedef {object} Timers
- * @property {() => number} now
- * @property {(fn: () => void, ms: number) => unknown} setTimeout
- * @property {(handle: unknown) => void} clearTimeout
- */
-/**
- * What `beforeConnect` may add to a connection (e.g. a login token).
- * @typedef {object} ConnectExtras
- * @property {Record<string, string | number>} [query]
- * @property {string | string[]} [protocols]
- */
-/**
- * @typedef {object} ChatClientOptions
- * @property {string | URL} [url] The server's base URL (http, https, ws or wss; a path prefix is kept).
- *   Default: location.href in a page.
- * @property {string} [room] Default "lobby".
- * @property {string} [name] Nickname to ask for. Without it the server makes up a guest name, which the
- *   client keeps for its later connections (and in storage).
- * @property {WebSocketConstructorLike} [WebSocket] Default: the global one (browsers, Node 22+, Deno, Bun).
- * @property {StorageLike} [storage] Keeps the outbox, last seq, epoch and name (and `keepMessages`
- *   messages) across reloads and restarts.
- * @property {string} [storageKey] Key in `storage`. Default "shootawall.client:<host>/<room>/<name>".
- * @property {{ initialMs?: number, maxMs?: number, policyMs?: number, overloadedMs?: number }} [backoff]
- *   Reconnect delays: full jitter under min(maxMs, initialMs * 2^attempt) (defaults 500 and 15000),
- *   reset by each welcome; after close 1008 at least policyMs (30000), after 1013 at least overloadedMs
- *   (5000), up to twice that.
- * @property {{ unavailableMs?: number, rateLimitedMs?: number, maxMs?: number }} [retry] Pause before
- *   sending again after `unavailable` (1000) or `rate_limited` (2000), doubling per failure up to maxMs (30000).
- * @property {number} [pingIntervalMs] Ping period (0: never). Default 25000.
- * @property {number} [deadAfterMs] A connection silent this long is replaced (0: never). Default 60000.
- * @property {number} [checkEveryMs] How often silence is checked. Default 5000.
- * @property {number} [maxInFlight] Messages sent but not yet answered, at most. Default 10.
- * @property {number} [maxText] Longest text send() accepts, in code points. Default 4096.
- * @property {number} [keepMessages] Latest messages kept in `messages` (and in storage). Default 0.
- * @property {(info: { attempt: number, room: string, url: string }) =>
- *   ConnectExtras | void | Promise<ConnectExtras | void>} [beforeConnect] Called before each connection
- *   attempt; may add query parameters or subprotocols (e.g. a token).
- * @property {Timers} [timers] For tests: clock and timers.
- * @property {() => number} [random] For tests: randomness of the jitter.
- * @property {() => string} [nonce] For tests: nonces.
- */
-/**
- * @typedef {{ nonce: string, text: string, createdAt: number, state: "queued" | "sending",
- *   attempts: number, seq?: number, epoch?: string }} Entry
- * @typedef {{ kind: "ping" } | { kind: "message", nonce: string }
- *   | { kind: "auth", resolve: (exp: number) => void, reject: (err: Error) => void }} InFlight
- * @typedef {"retry" | "ping" | "check" | "sendRetry"} TimerName
- */
 /**
  * One room of a ShootaWall server, over one WebSocket at a time: see the top of this file.
  */

@@ -299,6 +299,11 @@ function isStoredEntry(e) {
  * @property {(info: { attempt: number, room: string, url: string }) =>
  *   ConnectExtras | void | Promise<ConnectExtras | void>} [beforeConnect] Called before each connection
  *   attempt; may add query parameters or subprotocols (e.g. a token).
+ * @property {() => string | Promise<string>} [getToken] For servers with AUTH=jwt: returns a current
+ *   token. It is called before each connection (the token then travels as the subprotocol
+ *   `bearer.<token>` after `shootawall.v1`) and again `refreshBeforeMs` before the token expires, to
+ *   send the fresh one over the open connection, so the server does not close it with 1008.
+ * @property {number} [refreshBeforeMs] How long before a token's `exp` it is refreshed. Default 30000.
  * @property {Timers} [timers] For tests: clock and timers.
  * @property {() => number} [random] For tests: randomness of the jitter.
  * @property {() => string} [nonce] For tests: nonces.
@@ -310,8 +315,24 @@ function isStoredEntry(e) {
  *   attempts: number, seq?: number, epoch?: string }} Entry
  * @typedef {{ kind: "ping" } | { kind: "message", nonce: string }
  *   | { kind: "auth", resolve: (exp: number) => void, reject: (err: Error) => void }} InFlight
- * @typedef {"retry" | "ping" | "check" | "sendRetry"} TimerName
+ * @typedef {"retry" | "ping" | "check" | "sendRetry" | "refresh"} TimerName
  */
+
+/**
+ * The `exp` claim of a JWT (seconds since 1970), read without verifying it (the server verifies);
+ * 0 when the token is not a JWT or has no `exp`.
+ * @param {string} token
+ */
+function tokenExp(token) {
+  try {
+    const part = token.split(".")[1] ?? "";
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(part.length / 4) * 4, "="));
+    const exp = JSON.parse(json).exp;
+    return typeof exp === "number" && Number.isFinite(exp) ? exp : 0;
+  } catch {
+    return 0;
+  }
+}
 
 /**
  * One room of a ShootaWall server, over one WebSocket at a time: see the top of this file.
@@ -343,6 +364,8 @@ export class ChatClient {
   /** @type {WebSocketLike | null} */
   #ws = null;
   #connectToken = 0;
+  /** The `exp` (seconds) of the token the current connection carries, when `getToken` is used. */
+  #tokenExp = 0;
   #welcomed = false;
   #historyDone = false;
   #welcomeSeq = 0;
@@ -577,12 +600,48 @@ export class ChatClient {
     let extras;
     try {
       extras = this.#opts.beforeConnect?.({ attempt: this.#attempt, room: this.room, url: this.#url(undefined) });
+      if (this.#opts.getToken) extras = this.#withToken(extras);
     } catch (err) {
       return failed(err);
     }
     if (extras && typeof (/** @type {any} */ (extras)).then === "function") {
       /** @type {Promise<ConnectExtras | void>} */ (extras).then(go, failed);
     } else go(/** @type {ConnectExtras | void} */ (extras));
+  }
+
+  /**
+   * Adds `getToken()`'s token to what `beforeConnect` gave, as the `shootawall.v1, bearer.<token>`
+   * subprotocols.
+   * @param {ConnectExtras | void | Promise<ConnectExtras | void>} extras
+   * @returns {Promise<ConnectExtras>}
+   */
+  async #withToken(extras) {
+    const given = (await extras) ?? {};
+    const token = await /** @type {() => string | Promise<string>} */ (this.#opts.getToken)();
+    this.#tokenExp = tokenExp(token);
+    const more = given.protocols === undefined ? [] : Array.isArray(given.protocols) ? given.protocols : [given.protocols];
+    return { ...given, protocols: ["shootawall.v1", `bearer.${token}`, ...more.filter((p) => p !== "shootawall.v1")] };
+  }
+
+  /** Schedules sending a fresh token `refreshBeforeMs` before the current one expires. */
+  #scheduleRefresh() {
+    this.#clearTimer("refresh");
+    if (!this.#opts.getToken || !this.#tokenExp) return;
+    const before = this.#opts.refreshBeforeMs ?? 30_000;
+    const wait = Math.max(1000, this.#tokenExp * 1000 - before - this.#t.now());
+    this.#setTimer("refresh", () => void this.#refresh(), wait);
+  }
+
+  async #refresh() {
+    try {
+      const token = await /** @type {() => string | Promise<string>} */ (this.#opts.getToken)();
+      this.#tokenExp = await this.authenticate(token);
+      this.#scheduleRefresh();
+    } catch (err) {
+      this.#emit("error", { code: "refresh_failed", message: `Cannot refresh the token: ${err instanceof Error ? err.message : String(err)}`, willRetry: true });
+      // Try again a little later, while the old token still holds.
+      this.#setTimer("refresh", () => void this.#refresh(), 5000);
+    }
   }
 
   /** @param {ConnectExtras | undefined} extras */
@@ -765,6 +824,7 @@ export class ChatClient {
   #stopHeartbeat() {
     this.#clearTimer("ping");
     this.#clearTimer("check");
+    this.#clearTimer("refresh");
   }
 
   /** @param {TimerName} which */
@@ -807,6 +867,7 @@ export class ChatClient {
     switch (f.type) {
       case "welcome":
         this.#onWelcome(f);
+        this.#scheduleRefresh();
         break;
       case "history":
         this.#onHistory(f);

@@ -249,6 +249,38 @@ describe("ChatClient: connecting", () => {
     assert.deepEqual(last().protocols, ["shootawall.v1"]);
   });
 
+  it("getToken: sends the token as a subprotocol and refreshes it over the socket before it expires", async () => {
+    const jwt = (exp: number) => `h.${btoa(JSON.stringify({ sub: "u1", exp })).replace(/=+$/, "")}.sig`;
+    let calls = 0;
+    let now = () => 0;
+    const { client, clock, last, join } = setup({
+      pingIntervalMs: 0,
+      deadAfterMs: 0,
+      refreshBeforeMs: 30_000,
+      getToken: () => jwt(Math.floor(now() / 1000) + 120 + 60 * calls++),
+    });
+    now = () => clock.now();
+    client.connect();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.deepEqual(last().protocols, ["shootawall.v1", `bearer.${jwt(Math.floor(clock.now() / 1000) + 120)}`]);
+    const ws = join();
+    clock.advance(89_000);
+    assert.equal(ws.frames("auth").length, 0, "not yet: 30 s before exp");
+    clock.advance(1_000);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const [auth] = ws.frames("auth");
+    assert.ok(auth, "a fresh token was sent");
+    assert.equal(calls, 2);
+    const freshExp = JSON.parse(atob(String(auth.token).split(".")[1]!)).exp;
+    ws.receive({ type: "auth_ok", exp: freshExp });
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    clock.advance((freshExp * 1000 - 30_000) - clock.now() - 1);
+    assert.equal(ws.frames("auth").length, 1);
+    clock.advance(1);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.equal(ws.frames("auth").length, 2, "and again before the fresh one expires");
+  });
+
   it("pings every pingIntervalMs and replaces a connection silent for deadAfterMs", () => {
     const { client, clock, sockets, join } = setup({ pingIntervalMs: 25_000, deadAfterMs: 60_000 });
     client.connect();
