@@ -88,7 +88,7 @@ if (want("e2e") || want("browser")) {
   await run("build (dist/ for node dist/main.js)", bin("tsc"), ["-p", "tsconfig.build.json"]);
 }
 if (want("e2e")) {
-  await run("e2e: black-box suite on node20, node24, deno, bun", NODE20, [...NODE_TEST, ...files("tests", ".e2e.ts")], { count: "node" });
+  await run("e2e: every suite against node20, node24, deno, deno-node, bun", NODE20, [...NODE_TEST, ...files("tests", ".e2e.ts")], { count: "node" });
 }
 if (want("browser")) {
   await run("browser: Chromium", NODE20, [...NODE_TEST, ...files("tests", ".browser.ts")], { count: "node" });
