@@ -43,29 +43,53 @@ export class ConnectionGate {
     return this.#perIp.size;
   }
 
+  /** Gives back a slot (GateTicket.release). */
+  _free(ip: string, timer: TimerHandle | undefined): void {
+    if (timer !== undefined) this.#clock.clearTimeout(timer);
+    this.#total--;
+    const left = (this.#perIp.get(ip) ?? 1) - 1;
+    if (left <= 0) this.#perIp.delete(ip);
+    else this.#perIp.set(ip, left);
+  }
+
+  /** Cancels a ticket's pending timeout (GateTicket.opened). */
+  _opened(timer: TimerHandle | undefined): void {
+    if (timer !== undefined) this.#clock.clearTimeout(timer);
+  }
+
   admit(ip: string): Admission {
     if (this.#max > 0 && this.#total >= this.#max) return { ok: false, reason: "max_connections" };
     const held = this.#perIp.get(ip) ?? 0;
     if (this.#maxPerIp > 0 && held >= this.#maxPerIp) return { ok: false, reason: "max_connections_per_ip" };
     this.#total++;
     this.#perIp.set(ip, held + 1);
-    let released = false;
-    let timer: TimerHandle | undefined = this.#clock.setTimeout(() => ticket.release(), this.#pendingMs);
-    const ticket: Ticket = {
-      opened: () => {
-        if (timer !== undefined) this.#clock.clearTimeout(timer);
-        timer = undefined;
-      },
-      release: () => {
-        if (released) return;
-        released = true;
-        if (timer !== undefined) this.#clock.clearTimeout(timer);
-        this.#total--;
-        const left = (this.#perIp.get(ip) ?? 1) - 1;
-        if (left <= 0) this.#perIp.delete(ip);
-        else this.#perIp.set(ip, left);
-      },
-    };
+    const ticket = new GateTicket(this, ip);
+    ticket.timer = this.#clock.setTimeout(() => ticket.release(), this.#pendingMs);
     return { ok: true, ticket };
+  }
+}
+
+/** A slot held by one connection: a few fields, no closures (it lives as long as the connection). */
+class GateTicket implements Ticket {
+  timer: TimerHandle | undefined;
+  #gate: ConnectionGate | undefined;
+  #ip: string;
+
+  constructor(gate: ConnectionGate, ip: string) {
+    this.#gate = gate;
+    this.#ip = ip;
+  }
+
+  opened(): void {
+    this.#gate?._opened(this.timer);
+    this.timer = undefined;
+  }
+
+  release(): void {
+    const gate = this.#gate;
+    if (gate === undefined) return;
+    this.#gate = undefined;
+    gate._free(this.#ip, this.timer);
+    this.timer = undefined;
   }
 }

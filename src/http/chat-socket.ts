@@ -1,6 +1,6 @@
 // WebSocket events for one chat connection: open -> Room.join, message -> receive, close -> leave.
 
-import type { WSContext, WSEvents } from "hono/ws";
+import type { WSContext, WSEvents, WSMessageReceive } from "hono/ws";
 import type { Logger } from "../core/deps.ts";
 import type { Ticket } from "../core/gate.ts";
 import type { Connection, LeaveReason, Resume, Room } from "../core/room.ts";
@@ -18,7 +18,11 @@ export interface ChatSocketDeps {
   closeReason?: (ws: WSContext, code: number) => LeaveReason | undefined;
 }
 
-/** The events for one upgraded connection of `user` to room `roomName`. */
+/**
+ * The events for one upgraded connection of `user` to room `roomName`. One object per connection,
+ * its handlers on the prototype (every runtime's helper calls them as `events.onOpen(...)`), so an
+ * idle connection costs a few fields rather than a handful of closures.
+ */
 export function chatSocketEvents(
   deps: ChatSocketDeps,
   roomName: string,
@@ -27,53 +31,81 @@ export function chatSocketEvents(
   resume: Resume = {},
   access?: LiveAccess,
 ): WSEvents {
-  let room: Room | undefined;
-  let conn: Connection | undefined;
-  const finish = (reason: LeaveReason) => {
-    access?.stop();
-    ticket.release();
-    if (room && conn) room.leave(conn, reason);
-    conn = undefined;
-  };
-  return {
-    onOpen(_evt, ws) {
-      ticket.opened();
-      const socket = deps.toSocket(ws);
-      // The route opened the room just before the upgrade; should it have been closed since
-      // (room limit reached in between), the client is told to come back.
-      room = deps.rooms.peek(roomName);
-      if (!room) {
-        closeQuietly(socket, CloseCode.overloaded, "room not available; try again");
-        ticket.release();
-        return;
-      }
-      conn = room.join(socket, user, resume);
-      deps.log.info("ws_open", { room: roomName, conn: conn.id });
-      if (access) {
-        // Auth on: closed with 1008 when the credential expires or is logged out; auth frames refresh it.
-        const [r, c] = [room, conn];
-        c.onAuth = (token) => void access.refresh(token);
-        access.start({
-          close: (code, reason, why) => {
-            r.leave(c, why);
-            closeQuietly(socket, code, reason);
-          },
-          send: (frame) => {
-            try {
-              if (socket.readyState === 1) socket.send(encodeFrame(frame));
-            } catch { /* a broken socket is closed by the room */ }
-          },
-        });
-      }
-    },
-    onMessage(evt) {
-      if (room && conn) room.receive(conn, evt.data);
-    },
-    onClose(evt, ws) {
-      finish(deps.closeReason?.(ws, evt.code) ?? "client");
-    },
-    onError(_evt, ws) {
-      finish(deps.closeReason?.(ws, 1006) ?? "error");
-    },
-  };
+  return new ChatSocket(deps, roomName, user, ticket, resume, access);
+}
+
+class ChatSocket implements WSEvents {
+  #deps: ChatSocketDeps;
+  #roomName: string;
+  #user: string;
+  #ticket: Ticket;
+  /** Only needed until the join. */
+  #resume: Resume | undefined;
+  #access: LiveAccess | undefined;
+  #room: Room | undefined;
+  #conn: Connection | undefined;
+
+  constructor(deps: ChatSocketDeps, roomName: string, user: string, ticket: Ticket, resume: Resume, access: LiveAccess | undefined) {
+    this.#deps = deps;
+    this.#roomName = roomName;
+    this.#user = user;
+    this.#ticket = ticket;
+    this.#resume = resume;
+    this.#access = access;
+  }
+
+  #finish(reason: LeaveReason): void {
+    this.#access?.stop();
+    this.#ticket.release();
+    if (this.#room && this.#conn) this.#room.leave(this.#conn, reason);
+    this.#conn = undefined;
+  }
+
+  onOpen(_evt: Event, ws: WSContext): void {
+    const deps = this.#deps;
+    this.#ticket.opened();
+    const socket = deps.toSocket(ws);
+    // The route opened the room just before the upgrade; should it have been closed since
+    // (room limit reached in between), the client is told to come back.
+    const room = deps.rooms.peek(this.#roomName);
+    this.#room = room;
+    const resume = this.#resume ?? {};
+    this.#resume = undefined;
+    if (!room) {
+      closeQuietly(socket, CloseCode.overloaded, "room not available; try again");
+      this.#ticket.release();
+      return;
+    }
+    const conn = room.join(socket, this.#user, resume);
+    this.#conn = conn;
+    deps.log.info("ws_open", { room: this.#roomName, conn: conn.id });
+    const access = this.#access;
+    if (access) {
+      // Auth on: closed with 1008 when the credential expires or is logged out; auth frames refresh it.
+      conn.onAuth = (token) => void access.refresh(token);
+      access.start({
+        close: (code, reason, why) => {
+          room.leave(conn, why);
+          closeQuietly(socket, code, reason);
+        },
+        send: (frame) => {
+          try {
+            if (socket.readyState === 1) socket.send(encodeFrame(frame));
+          } catch { /* a broken socket is closed by the room */ }
+        },
+      });
+    }
+  }
+
+  onMessage(evt: MessageEvent<WSMessageReceive>): void {
+    if (this.#room && this.#conn) this.#room.receive(this.#conn, evt.data);
+  }
+
+  onClose(evt: CloseEvent, ws: WSContext): void {
+    this.#finish(this.#deps.closeReason?.(ws, evt.code) ?? "client");
+  }
+
+  onError(_evt: Event, ws: WSContext): void {
+    this.#finish(this.#deps.closeReason?.(ws, 1006) ?? "error");
+  }
 }

@@ -5,7 +5,8 @@ import { getConnInfo } from "@hono/node-server/conninfo";
 import { STATUS_CODES } from "node:http";
 import type { IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import type { WSEvents } from "hono/ws";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { WebSocketLike } from "../core/socket.ts";
 import { selectSubprotocol } from "../http/auth/subprotocol.ts";
@@ -28,20 +29,40 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     ping: (ws) => ws.ping(),
     terminate: (ws) => ws.terminate(),
   });
+  // Shared listeners (called with the socket as `this`): no closures per connection.
+  function onPong(this: WebSocket) {
+    heartbeat.alive(this);
+  }
+  function onClose(this: WebSocket) {
+    heartbeat.delete(this);
+  }
   wss.on("connection", (ws) => {
     heartbeat.add(ws);
-    ws.on("pong", () => heartbeat.alive(ws));
-    ws.once("close", () => heartbeat.delete(ws));
+    ws.on("pong", onPong);
+    ws.on("close", onClose);
   });
 
   // Upgrade requests that our routes hand to upgradeWebSocket; every other upgrade request is
   // answered by writeRefusal() below, with its body (node-server alone would send none).
   const upgrading = new WeakSet<object>();
-  const trackedUpgrade = ((createEvents: unknown) => {
-    const middleware = (upgradeWebSocket as unknown as (e: unknown) => MiddlewareHandler)(createEvents);
+  const trackedUpgrade = ((createEvents: (c: Context) => WSEvents | Promise<WSEvents>) => {
+    // node-server's helper keeps the context it is given alive as long as the socket (its
+    // per-connection closures share one scope with it): give it a slim stand-in, not Hono's
+    // Context with the Request, its Headers and the IncomingMessage (about 6 kB per connection).
+    const middleware = (upgradeWebSocket as unknown as (e: (c: SlimContext) => WSEvents | undefined) => MiddlewareHandler)(
+      (slim) => slim.events,
+    );
     const tracked: MiddlewareHandler = async (c, next) => {
-      const res = await middleware(c, next);
-      if (res) upgrading.add(c.env as object);
+      const events = await createEvents(c);
+      const env = c.env as Record<string | symbol, unknown>;
+      const slim = slimContext(env, c.req.url, c.req.header("upgrade"), events);
+      const res = await middleware(slim as unknown as Context, next);
+      // node-server marks the upgrade it accepted on the env it created: copy the mark back.
+      for (const key of Object.getOwnPropertySymbols(slim.env)) env[key] = slim.env[key];
+      // node-server's helper has already handed the request to its waiter: drop our references.
+      slim.env.incoming = undefined;
+      slim.events = undefined;
+      if (res) upgrading.add(env);
       return res;
     };
     return tracked;
@@ -113,45 +134,137 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
 }
 
 /**
- * The Room's view of a `ws` socket, with two savings on the broadcast path:
- * - a broadcast hands the same string to every socket, so it is UTF-8 encoded
- *   once (a one-entry cache keyed by the string itself) and sent as a text frame;
+ * The Room's view of a `ws` socket, with three savings on the broadcast path:
+ * - a broadcast hands the same string to every socket, so its whole WebSocket
+ *   frame (an unmasked text frame, header and payload) is built once (a one-entry
+ *   cache keyed by the string itself) and written as is to each TCP socket, when
+ *   ws has nothing queued of its own (else through ws.send, which keeps ws's order);
  * - all frames due to one socket in the same tick (a stored batch of messages)
  *   leave in one write: the TCP socket is corked on the first and uncorked on
- *   the next tick.
+ *   the next tick;
+ * - one nextTick callback uncorks every socket corked in the tick.
+ * What is written this way counts in ws's bufferedAmount (the TCP socket's writableLength).
  */
-let lastText = "";
-let lastBytes = Buffer.alloc(0);
+let lastText: string | undefined;
+let lastFrame = Buffer.alloc(0);
+let lastPayload = Buffer.alloc(0);
+
+/** The complete frame for `data`, built once per distinct string in a row. */
+function frameFor(data: string): Buffer {
+  if (data !== lastText) {
+    const length = Buffer.byteLength(data, "utf8");
+    const head = length < 126 ? 2 : length < 65536 ? 4 : 10;
+    const frame = Buffer.allocUnsafe(head + length);
+    frame[0] = 0x81; // FIN, text
+    if (head === 2) frame[1] = length;
+    else if (head === 4) {
+      frame[1] = 126;
+      frame.writeUInt16BE(length, 2);
+    } else {
+      frame[1] = 127;
+      frame.writeUInt32BE(Math.floor(length / 2 ** 32), 2);
+      frame.writeUInt32BE(length >>> 0, 6);
+    }
+    frame.write(data, head, "utf8");
+    lastText = data;
+    lastFrame = frame;
+    lastPayload = frame.subarray(head);
+  }
+  return lastFrame;
+}
+
+interface TcpSocket {
+  cork(): void;
+  uncork(): void;
+  write(chunk: Uint8Array): boolean;
+  destroyed: boolean;
+  writable: boolean;
+}
+interface WsInternals {
+  _socket?: TcpSocket;
+  _sender?: { _bufferedBytes: number; _queue: unknown[] };
+}
+
+/** Sockets corked in this tick, uncorked together on the next one. */
+let corked: NodeSocket[] = [];
+
+function uncorkAll(): void {
+  const list = corked;
+  corked = [];
+  for (const socket of list) socket.uncork();
+}
+
+class NodeSocket implements WebSocketLike {
+  #ws: WebSocket;
+  #corked = false;
+
+  constructor(ws: WebSocket) {
+    this.#ws = ws;
+  }
+
+  get readyState(): number {
+    return this.#ws.readyState;
+  }
+
+  get bufferedAmount(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  send(data: string): void {
+    const ws = this.#ws;
+    const frame = frameFor(data);
+    const { _socket: tcp, _sender: sender } = ws as unknown as WsInternals;
+    if (tcp && !tcp.destroyed) {
+      if (!this.#corked) {
+        this.#corked = true;
+        tcp.cork();
+        if (corked.push(this) === 1) process.nextTick(uncorkAll);
+      }
+      // Straight to the TCP socket only while ws is open and holds nothing back (its queue is used
+      // for compression and Blobs, neither of which this server sends): frames keep their call order.
+      if (ws.readyState === 1 && tcp.writable && sender && sender._bufferedBytes === 0 && sender._queue.length === 0) {
+        tcp.write(frame);
+        return;
+      }
+    }
+    ws.send(lastPayload, { binary: false });
+  }
+
+  /** Called once per tick in which this socket was corked. */
+  uncork(): void {
+    this.#corked = false;
+    const tcp = (this.#ws as unknown as WsInternals)._socket;
+    if (tcp && !tcp.destroyed) tcp.uncork();
+  }
+
+  close(code?: number, reason?: string): void {
+    this.#ws.close(code, reason);
+  }
+}
 
 function nodeSocket(ws: WebSocket): WebSocketLike {
-  const tcp = (ws as unknown as { _socket?: { cork(): void; uncork(): void; destroyed: boolean } })._socket;
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    if (tcp && !tcp.destroyed) tcp.uncork();
-  };
+  return new NodeSocket(ws);
+}
+
+/** What node-server's upgradeWebSocket reads from a context: `c.req.header("upgrade")`, `c.req.url`, `c.env`. */
+interface SlimContext {
+  env: Record<string | symbol, unknown>;
+  req: { url: string; upgrade: string | undefined; header(this: { upgrade: string | undefined }, name: string): string | undefined };
+  events: WSEvents | undefined;
+}
+
+function slimHeader(this: { upgrade: string | undefined }, name: string): string | undefined {
+  return name.toLowerCase() === "upgrade" ? this.upgrade : undefined;
+}
+
+/** Built outside the middleware so that no closure here can capture Hono's Context. */
+function slimContext(env: Record<string | symbol, unknown>, url: string, upgrade: string | undefined, events: WSEvents): SlimContext {
+  const slimEnv: Record<string | symbol, unknown> = { incoming: env.incoming };
+  for (const key of Object.getOwnPropertySymbols(env)) slimEnv[key] = env[key];
   return {
-    get readyState() {
-      return ws.readyState;
-    },
-    get bufferedAmount() {
-      return ws.bufferedAmount;
-    },
-    send(data: string) {
-      if (data !== lastText) {
-        lastText = data;
-        lastBytes = Buffer.from(data, "utf8");
-      }
-      if (tcp && !corked) {
-        corked = true;
-        tcp.cork();
-        process.nextTick(uncork);
-      }
-      ws.send(lastBytes, { binary: false });
-    },
-    close(code?: number, reason?: string) {
-      ws.close(code, reason);
-    },
+    env: slimEnv,
+    req: { url, upgrade, header: slimHeader },
+    events,
   };
 }
 
