@@ -64,8 +64,12 @@ export interface Fanout {
   publish(room: string, data: string): void;
 }
 
-/** With native fan-out, connections are checked for slowness and death at most this often. */
+/**
+ * With native fan-out, connections are checked for slowness and death every this many broadcasts,
+ * or after this long, whichever comes first (so a burst cannot pile up unchecked).
+ */
 export const FANOUT_SWEEP_MS = 200;
+export const FANOUT_SWEEP_EVERY = 32;
 
 /** One client connection in a room. */
 export interface Connection {
@@ -129,6 +133,7 @@ export class Room {
   #metrics: Metrics;
   #hrtime: () => number;
   #lastSweep = 0;
+  #sinceSweep = 0;
   /** Last time the room had activity (joins, leaves, messages), for eviction. */
   lastActive: number;
 
@@ -454,8 +459,9 @@ export class Room {
       this.#metrics.fanout.observe((this.#hrtime() - started) / 1000);
       this.#countOut(data, this.#connections.size);
       const now = this.#deps.clock.now();
-      if (now - this.#lastSweep >= FANOUT_SWEEP_MS) {
+      if (++this.#sinceSweep >= FANOUT_SWEEP_EVERY || now - this.#lastSweep >= FANOUT_SWEEP_MS) {
         this.#lastSweep = now;
+        this.#sinceSweep = 0;
         this.#sweep();
       }
       return;
