@@ -7,7 +7,7 @@ import { NonceWindow } from "./nonces.ts";
 import { Presence } from "./presence.ts";
 import { type RateLimit, TokenBucket, type UserBuckets } from "./rate-limit.ts";
 import { closeQuietly, CloseCode, OPEN, type WebSocketLike } from "./socket.ts";
-import { encodeFrame } from "../protocol/encode.ts";
+import { encodeFrame, utf8Length } from "../protocol/encode.ts";
 import type { AnnounceFrame, ChatMessage, ErrorCode, ErrorFrame, Nonce, ServerFrame } from "../protocol/messages.ts";
 import { frameBytes, parseClientFrame, type ParseLimits } from "../protocol/parse.ts";
 import type { RoomLog, StoredRoom } from "../storage/store.ts";
@@ -561,17 +561,4 @@ export class Room {
 
 function nonceKey(user: string, nonce: Nonce): string {
   return `${typeof nonce === "number" ? "n" : "s"}${nonce}\u0000${user}`;
-}
-
-/** UTF-8 length of a string without encoding it. */
-function utf8Length(s: string): number {
-  let n = s.length;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x80) continue;
-    if (c < 0x800) n += 1;
-    else if (c >= 0xd800 && c <= 0xdbff) i++, n += 2;
-    else n += 2;
-  }
-  return n;
 }

@@ -1,6 +1,7 @@
 // Parses and validates client frames with a schema: size first, then JSON, then shape. Portable.
 
 import * as v from "valibot";
+import { utf8Length } from "./encode.ts";
 import type { ClientFrame, ErrorCode, Nonce } from "./messages.ts";
 
 export interface ParseLimits {
@@ -62,8 +63,6 @@ function codePoints(text: string, stop: number): number {
   return n;
 }
 
-const utf8 = new TextEncoder();
-
 /**
  * The size in bytes of a received frame, or of as much of it as it takes to
  * pass `limit` (a text frame's UTF-8 length is at least its UTF-16 length
@@ -72,7 +71,7 @@ const utf8 = new TextEncoder();
 export function frameBytes(data: unknown, limit: number): number {
   if (typeof data === "string") {
     if (data.length > limit || data.length * 3 <= limit) return data.length;
-    return utf8.encode(data).byteLength;
+    return utf8Length(data);
   }
   if (data instanceof ArrayBuffer) return data.byteLength;
   if (ArrayBuffer.isView(data)) return data.byteLength;

@@ -1,15 +1,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { defineWebSocketHelper, WSContext, type WSEvents } from "hono/ws";
-import { silentLogger } from "../../src/core/deps.ts";
-import { ConnectionGate } from "../../src/core/gate.ts";
-import { Metrics } from "../../src/core/metrics.ts";
-import { RoomRegistry } from "../../src/core/rooms.ts";
-import type { WebSocketLike } from "../../src/core/socket.ts";
-import { createApp } from "../../src/http/app.ts";
-import { loadStaticFiles, STATIC_DIR } from "../../src/http/static.ts";
-import { FakeClock, sequentialIds } from "../_helpers/fake-clock.ts";
+import { WSContext } from "hono/ws";
 import { FakeSocket } from "../_helpers/fake-socket.ts";
+import { makeTestApp, openOn } from "../_helpers/test-app.ts";
 
 const WS_HEADERS = {
   upgrade: "websocket",
@@ -18,42 +11,11 @@ const WS_HEADERS = {
   "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
 };
 
-async function setup(maxRooms = 100, maxConnections = 0, maxPerIp = 0) {
-  const ids = sequentialIds();
-  const clock = new FakeClock();
-  const metrics = new Metrics();
-  const gate = new ConnectionGate(maxConnections, maxPerIp, clock);
-  const rooms = new RoomRegistry(
-    { historyReplay: 10, historyRetain: 100, presenceGraceMs: 0, limits: { maxText: 100, maxFrameBytes: 1000 } },
-    { clock, ids, log: silentLogger, metrics },
-    maxRooms,
-  );
-  const upgraded: WSEvents[] = [];
-  // Stands in for a runtime's upgrade: records the events and answers 200 (Response cannot carry 101).
-  const upgradeWebSocket = defineWebSocketHelper((_c, events) => {
-    upgraded.push(events);
-    return new Response("upgraded", { status: 200 });
-  });
-  const app = createApp({
-    rooms,
-    ids,
-    log: silentLogger,
-    metrics,
-    gate,
-    clientIp: (c) => c.req.header("x-test-ip") ?? "198.51.100.7",
-    staticFiles: await loadStaticFiles(STATIC_DIR),
-    runtime: "test",
-    upgradeWebSocket,
-    toSocket: (ws) => ws.raw as WebSocketLike,
-  });
-  return { app, rooms, upgraded, gate, clock, metrics };
+function setup(maxRooms = 100, maxConnections = 0, maxPerIp = 0) {
+  return makeTestApp({ maxRooms, maxConnections, maxPerIp });
 }
 
-function open(events: WSEvents, socket: FakeSocket) {
-  const ctx = new WSContext({ send: (d) => socket.send(String(d)), close: () => {}, readyState: 1, raw: socket });
-  events.onOpen?.(new Event("open"), ctx);
-  return ctx;
-}
+const open = openOn;
 
 describe("createApp()", () => {
   it("serves the page as HTML with security headers", async () => {

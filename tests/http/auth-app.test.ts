@@ -6,21 +6,14 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { defineWebSocketHelper, WSContext, type WSEvents } from "hono/ws";
 import { silentLogger } from "../../src/core/deps.ts";
-import { ConnectionGate } from "../../src/core/gate.ts";
-import { Metrics } from "../../src/core/metrics.ts";
-import { RoomRegistry } from "../../src/core/rooms.ts";
-import type { WebSocketLike } from "../../src/core/socket.ts";
-import { createApp } from "../../src/http/app.ts";
 import { type AuthService, createAuth } from "../../src/http/auth/service.ts";
 import type { AuthSettings } from "../../src/http/auth/types.ts";
 import { hashPassword } from "../../src/http/auth/passwords.ts";
 import { usersPath, writeUsers } from "../../src/http/auth/users-file.ts";
-import { loadStaticFiles, STATIC_DIR } from "../../src/http/static.ts";
 import { mintToken } from "../../scripts/token.ts";
-import { FakeClock, sequentialIds } from "../_helpers/fake-clock.ts";
 import { FakeSocket } from "../_helpers/fake-socket.ts";
+import { makeTestApp, openOn } from "../_helpers/test-app.ts";
 
 const SECRET = "app-test-secret-0123456789-abcdefghijkl";
 const WS_HEADERS = {
@@ -48,38 +41,12 @@ async function setup(settings: Partial<AuthSettings>) {
   const made = await createAuth({ ...SETTINGS, ...settings }, { log: silentLogger });
   if (!made.ok) throw new Error(made.message);
   const auth: AuthService = made.auth;
-  const clock = new FakeClock();
-  const ids = sequentialIds();
-  const metrics = new Metrics();
-  const rooms = new RoomRegistry(
-    { historyReplay: 10, historyRetain: 100, presenceGraceMs: 0, limits: { maxText: 100, maxFrameBytes: 10000 } },
-    { clock, ids, log: silentLogger, metrics },
-    100,
-  );
-  const upgraded: WSEvents[] = [];
-  const upgradeWebSocket = defineWebSocketHelper((_c, events) => {
-    upgraded.push(events);
-    return new Response("upgraded", { status: 200 });
-  });
-  const app = createApp({
-    rooms,
-    ids,
-    log: silentLogger,
-    metrics,
-    gate: new ConnectionGate(0, 0, clock),
-    clientIp: (c) => c.req.header("x-test-ip") ?? "198.51.100.7",
-    staticFiles: await loadStaticFiles(STATIC_DIR),
-    runtime: "test",
-    upgradeWebSocket,
-    toSocket: (ws) => ws.raw as WebSocketLike,
-    auth,
-  });
+  const { app, upgraded, metrics } = await makeTestApp({ maxFrameBytes: 10000, auth });
   /** Opens the last upgraded connection on a fake socket. */
   const openLast = () => {
     const socket = new FakeSocket();
     const events = upgraded.at(-1)!;
-    const ctx = new WSContext({ send: (d) => socket.send(String(d)), close: () => {}, readyState: 1, raw: socket });
-    events.onOpen?.(new Event("open"), ctx);
+    const ctx = openOn(events, socket);
     const message = (data: string) => events.onMessage?.(new MessageEvent("message", { data }), ctx);
     const close = () => events.onClose?.(Object.assign(new Event("close"), { code: 1000 }) as CloseEvent, ctx);
     return { socket, message, close };

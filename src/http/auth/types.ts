@@ -1,6 +1,8 @@
 // Who a connection is once authentication is on, and the auth settings. Shared by the auth pieces.
 
-export type AuthMode = "open" | "password" | "jwt";
+import type { Config } from "../../config.ts";
+
+export type AuthMode = Config["auth"];
 
 export const AUTH_MODES: readonly AuthMode[] = ["open", "password", "jwt"];
 
@@ -21,19 +23,20 @@ export interface Identity {
 }
 
 /** The settings the auth pieces read (a slice of the server's Config). */
-export interface AuthSettings {
-  auth: AuthMode;
-  authSecret: string;
-  authAudience: string;
-  authIssuer: string;
-  jwksFile: string;
-  jwksUrl: string;
-  allowedOrigins: string;
-  dataDir: string;
-  sessionTtlMs: number;
-  ticketTtlMs: number;
-  loginRatePerMin: number;
-}
+export type AuthSettings = Pick<
+  Config,
+  | "auth"
+  | "authSecret"
+  | "authAudience"
+  | "authIssuer"
+  | "jwksFile"
+  | "jwksUrl"
+  | "allowedOrigins"
+  | "dataDir"
+  | "sessionTtlMs"
+  | "ticketTtlMs"
+  | "loginRatePerMin"
+>;
 
 /** AUTH_SECRET must be at least this long (256 bits of ASCII, RFC 7518's minimum for HS256). */
 export const MIN_SECRET_CHARS = 32;
