@@ -18,8 +18,11 @@ export interface Config {
   maxConnections: number;
   maxConnectionsPerIp: number;
   headersTimeoutMs: number;
-  store: "file" | "memory";
+  store: "file" | "memory" | "redis";
   dataDir: string;
+  redisUrl: string;
+  redisPrefix: string;
+  redisPresenceTtlMs: number;
   fsync: "always" | "interval";
   auth: "open" | "password" | "jwt";
   authSecret: string;
@@ -102,11 +105,17 @@ export const OPTIONS: readonly Option[] = [
   { env: "MAX_CONNECTIONS", key: "maxConnections", default: "20000", help: "Open WebSocket connections in all; past it upgrades get 503 (0 = no limit)", parse: int(0, 10000000) },
   { env: "MAX_CONNECTIONS_PER_IP", key: "maxConnectionsPerIp", default: "200", help: "Open WebSocket connections per client IP; past it upgrades get 429 (0 = no limit)", parse: int(0, 10000000) },
   { env: "HEADERS_TIMEOUT_S", key: "headersTimeoutMs", default: "10", help: "Time a client has to send its request headers (slowloris bound; Node only, see README)", parse: seconds(1, 3600) },
-  { env: "STORE", key: "store", default: "file", help: "file: an append-only log per room in DATA_DIR; memory: nothing kept across restarts (also --memory)", parse: oneOf(["file", "memory"]) },
+  { env: "STORE", key: "store", default: "file", help: "file: an append-only log per room in DATA_DIR; memory: nothing kept across restarts (also --memory); redis: shared by every instance using REDIS_URL (the default when REDIS_URL is set)", parse: oneOf(["file", "memory", "redis"]) },
   { env: "DATA_DIR", key: "dataDir", default: "./data", help: "Where the file store keeps its logs", parse: (s) => {
     if (s.trim() === "" || s.includes("\0")) throw new RangeError(`expected a directory, got "${s}"`);
     return s;
   } },
+  { env: "REDIS_URL", key: "redisUrl", default: "", help: "redis://[user:password@]host:port[/db] (or rediss://): run as one of many instances sharing history, fan-out and presence", parse: (s) => {
+    if (s !== "" && !/^rediss?:\/\/[^\s]+$/.test(s)) throw new RangeError("expected redis://host:port or rediss://host:port");
+    return s;
+  } },
+  { env: "REDIS_PREFIX", key: "redisPrefix", default: "shootawall:", help: "Prefix of every Redis key and channel (deployments sharing one Redis need different ones)", parse: text },
+  { env: "REDIS_PRESENCE_TTL_S", key: "redisPresenceTtlMs", default: "15", help: "Seconds a stopped or crashed instance's users stay listed online (instances refresh theirs every third of it)", parse: seconds(1, 3600) },
   { env: "FSYNC", key: "fsync", default: "always", help: "always: ack once on disk; interval: ack once written, synced within 1 s", parse: oneOf(["always", "interval"]) },
   { env: "AUTH", key: "auth", default: "open", help: "Who may connect: open (nicknames), password (accounts in DATA_DIR/users.json) or jwt (tokens from your app)", parse: oneOf(["open", "password", "jwt"]) },
   { env: "AUTH_SECRET", key: "authSecret", default: "", help: "32+ characters that sign session cookies (password) and HS256 tokens (jwt); set it in the environment, not as a flag", parse: text },
@@ -124,6 +133,17 @@ export const OPTIONS: readonly Option[] = [
     return s as LogLevel;
   } },
 ];
+
+/** A URL without its password, for logs and /healthz. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(invalid URL)";
+  }
+}
 
 /** `HISTORY_REPLAY` -> `--history-replay`. */
 export function flagName(env: string): string {
@@ -165,7 +185,16 @@ export function parseConfig(env: Record<string, string | undefined>, argv: reado
       return { kind: "error", message: `Cannot start: ${opt.env} is invalid: ${(err as Error).message}` };
     }
   }
-  return { kind: "config", config: config as unknown as Config };
+  const result = config as unknown as Config;
+  // REDIS_URL alone selects the Redis store; a store that cannot use it is a mistake worth stopping for.
+  if (result.redisUrl !== "" && !raw.has("STORE")) result.store = "redis";
+  if (result.store === "redis" && result.redisUrl === "") {
+    return { kind: "error", message: "Cannot start: STORE=redis needs REDIS_URL" };
+  }
+  if (result.store !== "redis" && result.redisUrl !== "") {
+    return { kind: "error", message: `Cannot start: REDIS_URL is set but STORE=${result.store}; unset one of them` };
+  }
+  return { kind: "config", config: result };
 }
 
 /** The configuration table printed by --help (and shown in the README). */

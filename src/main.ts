@@ -1,7 +1,7 @@
 // Entry point on every runtime: read the config, build the rooms, start the runtime's server.
 
-import { parseConfig } from "./config.ts";
-import { jsonLogger, randomIds, systemClock } from "./core/deps.ts";
+import { type Config, parseConfig, redactUrl } from "./config.ts";
+import { jsonLogger, type Logger, randomIds, systemClock } from "./core/deps.ts";
 import { ConnectionGate } from "./core/gate.ts";
 import { Metrics } from "./core/metrics.ts";
 import { UserBuckets } from "./core/rate-limit.ts";
@@ -9,6 +9,7 @@ import type { RoomDeps } from "./core/room.ts";
 import { RoomRegistry } from "./core/rooms.ts";
 import { FileStore } from "./storage/file.ts";
 import { MemoryStore } from "./storage/memory.ts";
+import type { Store } from "./storage/store.ts";
 import { CloseCode } from "./core/socket.ts";
 import { createApp } from "./http/app.ts";
 import { createAuth } from "./http/auth/service.ts";
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
+  const store = await openStore(config, log);
   const metrics = new Metrics();
   const rateLimit = { perSecond: config.rateLimitPerS, burst: config.rateLimitBurst };
   const roomDeps: RoomDeps = { clock: systemClock, ids: randomIds, log, metrics, users: new UserBuckets(rateLimit, systemClock) };
@@ -52,9 +54,7 @@ async function main(): Promise<void> {
     },
     roomDeps,
     config.maxRooms,
-    config.store === "memory"
-      ? new MemoryStore()
-      : new FileStore({ dir: config.dataDir, fsync: config.fsync, retain: config.historyRetain, log }),
+    store,
   );
   const gate = new ConnectionGate(config.maxConnections, config.maxConnectionsPerIp, systemClock);
   const staticFiles = await loadStaticFiles(STATIC_DIR);
@@ -97,7 +97,30 @@ async function main(): Promise<void> {
     store: config.store,
     auth: config.auth,
     ...(config.store === "file" ? { fsync: config.fsync } : {}),
+    ...(config.store === "redis" ? { redis: redactUrl(config.redisUrl), redis_prefix: config.redisPrefix } : {}),
   });
+}
+
+async function openStore(config: Config, log: Logger): Promise<Store> {
+  switch (config.store) {
+    case "memory":
+      return new MemoryStore();
+    case "file":
+      return new FileStore({ dir: config.dataDir, fsync: config.fsync, retain: config.historyRetain, log });
+    case "redis": {
+      // Loaded only when used, so the other stores never load a Redis client.
+      const { RedisStore } = await import("./storage/redis.ts");
+      return await RedisStore.connect({
+        url: config.redisUrl,
+        prefix: config.redisPrefix,
+        retain: config.historyRetain,
+        presenceTtlMs: config.redisPresenceTtlMs,
+        presenceGraceMs: config.presenceGraceMs,
+        newEpoch: randomIds.epoch,
+        log,
+      });
+    }
+  }
 }
 
 await main();

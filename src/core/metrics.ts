@@ -11,7 +11,8 @@ export type CloseReason =
   | "error"
   | "shutdown"
   | "token_expired"
-  | "logged_out";
+  | "logged_out"
+  | "reset";
 
 /** Fixed-bucket histogram (cumulative counts rendered at scrape time). */
 export class Histogram {

@@ -10,7 +10,7 @@ import { closeQuietly, CloseCode, OPEN, type WebSocketLike } from "./socket.ts";
 import { encodeFrame, utf8Length } from "../protocol/encode.ts";
 import type { AnnounceFrame, ChatMessage, ErrorCode, ErrorFrame, Nonce, ServerFrame } from "../protocol/messages.ts";
 import { frameBytes, parseClientFrame, type ParseLimits } from "../protocol/parse.ts";
-import type { RoomLog, StoredRoom } from "../storage/store.ts";
+import { type Draft, isShared, type RoomLog, type SharedLog, type StoredRoom, type Submitted } from "../storage/store.ts";
 
 /** Where a reconnecting client left off (`?since=` and `&epoch=`). */
 export interface Resume {
@@ -22,6 +22,18 @@ export interface Resume {
 type Pending =
   | { kind: "message"; conn: Connection; text: string; nonce?: Nonce }
   | { kind: "reply"; conn: Connection; frame: ServerFrame };
+
+/** A shared log's answer for a batch, held until the room has delivered every seq it names. */
+interface Parked {
+  items: Pending[];
+  results: Submitted[];
+  err: unknown;
+  /** The highest seq the batch's acks name (0: none). */
+  upTo: number;
+}
+
+/** The close code telling clients the room started over (its history was lost): reconnect and resume. */
+export const RESET_CLOSE = { code: 1012, reason: "room history reset; reconnect" } as const;
 
 const NO_LOG: RoomLog = { append() {}, close: () => Promise.resolve() };
 
@@ -134,6 +146,14 @@ export class Room {
   #hrtime: () => number;
   #lastSweep = 0;
   #sinceSweep = 0;
+  /** Set when the log is shared by several instances (Redis): seqs, fan-out and presence come from it. */
+  #shared?: SharedLog;
+  /** Batches the shared log answered, waiting for their messages to come back (FIFO). */
+  #parked: Parked[] = [];
+  /** Users online on every instance (shared log only), kept from the log's announces. */
+  #online = new Set<string>();
+  /** True once the room started over: the registry opens a new one. */
+  defunct = false;
   /** Last time the room had activity (joins, leaves, messages), for eviction. */
   lastActive: number;
 
@@ -158,6 +178,19 @@ export class Room {
     }
     this.#presence = new Presence(deps.clock, opts.presenceGraceMs);
     this.lastActive = deps.clock.now();
+    if (isShared(log)) {
+      this.#shared = log;
+      for (const user of stored?.online ?? []) this.#online.add(user);
+      log.listen({
+        messages: (messages) => this.#deliver(messages),
+        announce: (frame) => {
+          if (frame.event === "join") this.#online.add(frame.user);
+          else this.#online.delete(frame.user);
+          this.#broadcast(frame);
+        },
+        reset: (why) => this.#reset(why),
+      });
+    }
   }
 
   /** Last sequence number given in this room (0 before the first message). */
@@ -169,14 +202,18 @@ export class Room {
     return this.#connections.size;
   }
 
-  /** Users online, one entry per user. */
+  /** Users online, one entry per user (on every instance when the log is shared). */
   online(): string[] {
-    return this.#presence.list();
+    if (!this.#shared) return this.#presence.list();
+    const all = new Set(this.#online);
+    for (const user of this.#presence.list()) all.add(user);
+    return [...all];
   }
 
   /** True when nobody is connected, no leave is pending and nothing waits for the log. */
   get idle(): boolean {
-    return this.#connections.size === 0 && this.#presence.size === 0 && !this.#writing && this.#queue.length === 0;
+    return this.#connections.size === 0 && this.#presence.size === 0 && !this.#writing && this.#queue.length === 0 &&
+      this.#parked.length === 0;
   }
 
   /** Flushes and releases the room's log (the room must be idle). */
@@ -217,7 +254,7 @@ export class Room {
       user,
       epoch: this.epoch,
       seq: this.#seq,
-      online: this.#presence.list(),
+      online: this.online(),
     }, false) && this.#sendTo(conn, {
       type: "history",
       room: this.name,
@@ -226,7 +263,11 @@ export class Room {
     }, false);
     conn.slack = conn.socket.bufferedAmount ?? 0;
     if (this.#connections.has(conn)) this.#deps.fanout?.subscribe(conn.socket, this.name);
-    if (isNewUser) this.#broadcast(this.#announce("join", user));
+    if (isNewUser) {
+      // A shared log announces once for all instances, and the announce comes back like a message.
+      if (this.#shared) this.#shared.arrive(user);
+      else this.#broadcast(this.#announce("join", user));
+    }
     return conn;
   }
 
@@ -289,12 +330,16 @@ export class Room {
 
   /** A reply that must not overtake this connection's messages waiting for the log. */
   #reply(conn: Connection, frame: ServerFrame): void {
-    if (this.#writing || this.#queue.length > 0) this.#queue.push({ kind: "reply", conn, frame });
+    if (this.#writing || this.#queue.length > 0 || this.#parked.length > 0) this.#queue.push({ kind: "reply", conn, frame });
     else this.#sendTo(conn, frame);
   }
 
   /** Stores what is queued, in batches (one append and one sync for all that arrived meanwhile). */
   #pump(): void {
+    if (this.#shared) {
+      this.#pumpShared(this.#shared);
+      return;
+    }
     while (!this.#writing && this.#queue.length > 0) {
       const items = this.#queue;
       this.#queue = [];
@@ -356,13 +401,7 @@ export class Room {
       const message = messages[i++] as ChatMessage;
       const waiting = item.nonce === undefined ? [] : this.#takeWaiting(item.conn.user, item.nonce);
       if (err !== undefined) {
-        const frame: ErrorFrame = {
-          type: "error",
-          code: "unavailable",
-          message: "Cannot store message right now; it was not sent; try again",
-        };
-        if (item.nonce !== undefined) frame.nonce = item.nonce;
-        for (const c of [item.conn, ...waiting]) this.#errorFrame(c, frame);
+        for (const c of [item.conn, ...waiting]) this.#errorFrame(c, unavailable(item.nonce));
         continue;
       }
       this.#seq = message.seq;
@@ -377,6 +416,101 @@ export class Room {
         for (const c of [item.conn, ...waiting]) if (this.#connections.has(c)) this.#sendTo(c, ack);
       }
     }
+  }
+
+  /**
+   * Shared log: one batch in flight; its answer is parked until its messages come
+   * back through the log (so every instance broadcasts in the same order, and a
+   * sender sees its message before its ack).
+   */
+  #pumpShared(log: SharedLog): void {
+    if (this.#writing || this.#queue.length === 0) return;
+    const items = this.#queue;
+    this.#queue = [];
+    const date = new Date(this.#deps.clock.now()).toISOString();
+    const drafts: Draft[] = [];
+    for (const item of items) {
+      if (item.kind !== "message") continue;
+      const d: Draft = { type: "message", room: this.name, user: item.conn.user, date, text: item.text };
+      if (item.nonce !== undefined) d.nonce = item.nonce;
+      drafts.push(d);
+    }
+    if (drafts.length === 0) {
+      this.#park({ items, results: [], err: undefined, upTo: 0 });
+      return;
+    }
+    this.#writing = true;
+    log.submit(drafts).then(
+      (results) => this.#park({ items, results, err: undefined, upTo: Math.max(0, ...results.map((r) => r.seq)) }),
+      (err: unknown) => {
+        this.#deps.log.warn("store_unavailable", { room: this.name, messages: drafts.length, error: String(err) });
+        this.#park({ items, results: [], err: err ?? new Error("store failed"), upTo: 0 });
+      },
+    ).finally(() => {
+      this.#writing = false;
+      this.#pump();
+    });
+  }
+
+  #park(entry: Parked): void {
+    if (this.defunct) return;
+    this.#parked.push(entry);
+    this.#unpark();
+  }
+
+  /** Settles parked batches, in order, whose messages have all been delivered. */
+  #unpark(): void {
+    while (this.#parked.length > 0 && (this.#parked[0] as Parked).upTo <= this.#seq) {
+      const { items, results, err } = this.#parked.shift() as Parked;
+      let i = 0;
+      for (const item of items) {
+        if (item.kind === "reply") {
+          this.#sendTo(item.conn, item.frame);
+          continue;
+        }
+        const result = results[i++];
+        const waiting = item.nonce === undefined ? [] : this.#takeWaiting(item.conn.user, item.nonce);
+        if (err !== undefined || result === undefined) {
+          for (const c of [item.conn, ...waiting]) this.#errorFrame(c, unavailable(item.nonce));
+          continue;
+        }
+        if (item.nonce !== undefined) {
+          const ack: ServerFrame = { type: "ack", nonce: item.nonce, seq: result.seq };
+          for (const c of [item.conn, ...waiting]) if (this.#connections.has(c)) this.#sendTo(c, ack);
+        }
+      }
+    }
+  }
+
+  /** Messages stored through the shared log (by any instance), in seq order. */
+  #deliver(messages: ChatMessage[]): void {
+    if (this.defunct) return;
+    for (const message of messages) {
+      if (message.seq <= this.#seq) continue;
+      this.#seq = message.seq;
+      this.#history.push(message);
+      this.#metrics.messagesIn++;
+      if (message.nonce !== undefined) {
+        this.#nonces.record(message.user, message.nonce, message.seq, this.#deps.clock.now());
+      }
+      this.#broadcast(message);
+    }
+    this.lastActive = this.#deps.clock.now();
+    this.#unpark();
+    this.#pump();
+  }
+
+  /** The shared history was lost or replaced: close every connection so clients resume on a new room. */
+  #reset(why: string): void {
+    if (this.defunct) return;
+    this.defunct = true;
+    this.#deps.log.warn("room_reset", { room: this.name, epoch: this.epoch, seq: this.#seq, why });
+    for (const conn of [...this.#connections]) this.#close(conn, RESET_CLOSE.code, RESET_CLOSE.reason, "reset");
+    this.#presence.clear();
+    this.#queue = [];
+    this.#parked = [];
+    this.#waiting.clear();
+    void this.#log.close().catch(() => {});
   }
 
   #takeWaiting(user: string, nonce: Nonce): Connection[] {
@@ -418,7 +552,8 @@ export class Room {
     this.#deps.log.info("ws_close", { room: this.name, conn: conn.id, reason });
     this.#presence.remove(conn.user, () => {
       this.lastActive = this.#deps.clock.now();
-      this.#broadcast(this.#announce("leave", conn.user));
+      if (this.#shared) this.#shared.depart(conn.user);
+      else this.#broadcast(this.#announce("leave", conn.user));
     });
   }
 
@@ -557,6 +692,16 @@ export class Room {
     this.leave(conn, why);
     closeQuietly(conn.socket, code, reason);
   }
+}
+
+function unavailable(nonce: Nonce | undefined): ErrorFrame {
+  const frame: ErrorFrame = {
+    type: "error",
+    code: "unavailable",
+    message: "Cannot store message right now; it was not sent; try again",
+  };
+  if (nonce !== undefined) frame.nonce = nonce;
+  return frame;
 }
 
 function nonceKey(user: string, nonce: Nonce): string {

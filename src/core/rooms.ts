@@ -2,7 +2,7 @@
 
 import { Room, type RoomDeps, type RoomOptions } from "./room.ts";
 import { MemoryStore } from "../storage/memory.ts";
-import type { Store } from "../storage/store.ts";
+import type { Store, StoreHealth } from "../storage/store.ts";
 
 /** Room names: 1 to 64 of a-z, 0-9, "-" and "_". */
 export const ROOM_NAME = /^[a-z0-9_-]{1,64}$/;
@@ -46,7 +46,8 @@ export class RoomRegistry {
 
   /** The room named `name`, if it is open. */
   peek(name: string): Room | undefined {
-    return this.#rooms.get(name);
+    const room = this.#rooms.get(name);
+    return room?.defunct ? undefined : room;
   }
 
   /**
@@ -58,7 +59,9 @@ export class RoomRegistry {
       return Promise.reject(new TypeError(`Cannot open room: invalid name "${name}"`));
     }
     const existing = this.#rooms.get(name);
-    if (existing) return Promise.resolve(existing);
+    if (existing && !existing.defunct) return Promise.resolve(existing);
+    // A room whose shared history was reset has closed its connections and log: open it anew.
+    if (existing) this.#rooms.delete(name);
     let opening = this.#opening.get(name);
     if (!opening) {
       opening = this.#open(name).finally(() => this.#opening.delete(name));
@@ -74,6 +77,11 @@ export class RoomRegistry {
     this.#rooms.set(name, room);
     this.#deps.log.debug("room_opened", { room: name, epoch: room.epoch, seq: room.seq });
     return room;
+  }
+
+  /** The store's kind and health (a shared store can be unreachable for a while). */
+  storeHealth(): StoreHealth & { kind: string } {
+    return { kind: this.#store.kind, ...(this.#store.health?.() ?? { ok: true }) };
   }
 
   /** Closes every connection of every room. */

@@ -75,14 +75,20 @@ export function createApp(deps: AppDeps): Hono<Env> {
     crossOriginEmbedderPolicy: false,
   }));
 
-  app.get("/healthz", (c) =>
-    c.json({
-      status: "ok",
+  app.get("/healthz", (c) => {
+    // Degraded (503): the shared store is unreachable; connected clients are still served, sends
+    // get `unavailable`, and a load balancer should send newcomers elsewhere.
+    const store = deps.rooms.storeHealth();
+    return c.json({
+      status: store.ok ? "ok" : "degraded",
       runtime: deps.runtime,
       uptime_s: Math.round((now() - startedAt) / 1000),
       rooms: deps.rooms.size,
       connections: deps.rooms.connectionCount,
-    }, 200, { "Cache-Control": "no-store" }));
+      store: store.kind,
+      ...store.detail,
+    }, store.ok ? 200 : 503, { "Cache-Control": "no-store" });
+  });
 
   app.get("/metrics", (c) =>
     c.body(renderMetrics(deps), 200, {

@@ -41,6 +41,9 @@ export function renderMetrics({ metrics: m, rooms, gate, runtime }: MetricsSourc
   out.push(`shootawall_connection_slots ${gate.total}`);
   family(out, "shootawall_rooms", "gauge", "Rooms held in memory.");
   out.push(`shootawall_rooms ${rooms.size}`);
+  const store = rooms.storeHealth();
+  family(out, "shootawall_store_up", "gauge", "1 when the store is reachable, 0 while degraded (Redis away).");
+  out.push(`shootawall_store_up{store="${esc(store.kind)}"} ${store.ok ? 1 : 0}`);
   family(out, "shootawall_frames_received_total", "counter", "Frames received from clients.");
   out.push(`shootawall_frames_received_total ${m.framesIn}`);
   family(out, "shootawall_messages_received_total", "counter", "Chat messages accepted and broadcast.");
@@ -54,7 +57,7 @@ export function renderMetrics({ metrics: m, rooms, gate, runtime }: MetricsSourc
   family(out, "shootawall_closes_total", "counter", "Connections closed, by reason.");
   labelled(out, "shootawall_closes_total", "reason", m.closes, [
     "client", "heartbeat", "slow_consumer", "rate_limit", "too_big", "send_failed", "error", "shutdown",
-    "token_expired", "logged_out",
+    "token_expired", "logged_out", "reset",
   ]);
   family(out, "shootawall_rejected_upgrades_total", "counter", "Upgrades refused before the WebSocket existed, by reason.");
   labelled(out, "shootawall_rejected_upgrades_total", "reason", m.rejectedUpgrades, [

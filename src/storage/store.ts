@@ -1,6 +1,6 @@
-// The storage interface every history backend implements (memory, append-only file; Redis later). Portable.
+// The storage interface every history backend implements (memory, append-only file, Redis). Portable.
 
-import type { ChatMessage } from "../protocol/messages.ts";
+import type { AnnounceFrame, ChatMessage } from "../protocol/messages.ts";
 
 /** What a room's log holds when opened. */
 export interface StoredRoom {
@@ -10,6 +10,8 @@ export interface StoredRoom {
   seq: number;
   /** Retained messages, oldest first, seq ascending, the last one's seq equal to `seq`. */
   messages: ChatMessage[];
+  /** Users online on any instance (a shared store only). */
+  online?: string[];
 }
 
 /** One room's append-only log. */
@@ -26,9 +28,64 @@ export interface RoomLog {
   close(): Promise<void>;
 }
 
+/** A message before a shared log gives it its seq. */
+export type Draft = Omit<ChatMessage, "seq">;
+
+/** What a shared log did with one draft. */
+export interface Submitted {
+  seq: number;
+  /** True when the same (user, nonce) was already stored: nothing new was stored or published. */
+  duplicate: boolean;
+}
+
+/** What a shared log hands its room. */
+export interface SharedSink {
+  /** Stored messages, each once, in seq order without gaps: this instance's and every other's. */
+  messages(messages: ChatMessage[]): void;
+  /** A join or leave, decided once for all instances. */
+  announce(frame: AnnounceFrame): void;
+  /** The room's history was lost or replaced (a new epoch): the room must start over. */
+  reset(reason: string): void;
+}
+
+/**
+ * A room's log shared by several server instances (Redis): the store assigns
+ * seqs, de-duplicates nonces, fans messages out to every instance's room and
+ * keeps presence across instances.
+ */
+export interface SharedLog extends RoomLog {
+  readonly shared: true;
+  /**
+   * Stores drafts in order; resolves once stored with each one's seq. The stored
+   * messages come back through the sink like everyone else's. Rejects when the
+   * store could not confirm (StoreUnavailableError; a retry with the same nonce is
+   * safe); when the room must start over, the sink's reset() has been called too.
+   */
+  submit(drafts: Draft[]): Promise<Submitted[]>;
+  /** Starts delivery to `sink` of what follows the state `open()` returned. */
+  listen(sink: SharedSink): void;
+  /** `user`'s first connection to this room on this instance. */
+  arrive(user: string): void;
+  /** `user`'s last connection here is gone (after the grace period). */
+  depart(user: string): void;
+}
+
+export function isShared(log: RoomLog): log is SharedLog {
+  return (log as Partial<SharedLog>).shared === true;
+}
+
+/** How the store is doing, for /healthz and /metrics. */
+export interface StoreHealth {
+  ok: boolean;
+  /** Short facts to show (never secrets). */
+  detail?: Record<string, string | number | boolean>;
+}
+
 export interface Store {
-  /** A short name for logs and /healthz ("memory", "file"). */
+  /** A short name for logs and /healthz ("memory", "file", "redis"). */
   readonly kind: string;
+  /** Absent: always healthy. */
+  health?(): StoreHealth;
   /** Opens the log of `room`, creating it (with `newEpoch()`) when there is none. */
   open(room: string, newEpoch: () => string): Promise<{ state: StoredRoom; log: RoomLog }>;
   /** Flushes and closes every open log. */
