@@ -81,7 +81,7 @@ if (want("unit")) {
   const unit = files("tests", ".test.ts");
   await run("unit on Node 20", NODE20, [...NODE_TEST, ...unit], { count: "node" });
   await run("unit on Node 24", NODE24, [...NODE_TEST, ...unit], { count: "node" });
-  await run("unit on Deno", bin("deno"), ["test", "--allow-read", "--allow-write", "--allow-env", ...unit], { count: "deno", env: { NO_COLOR: "1" } });
+  await run("unit on Deno", bin("deno"), ["test", "--allow-read", "--allow-write", "--allow-env", "--allow-net=127.0.0.1", "--allow-run=redis-server", ...unit], { count: "deno", env: { NO_COLOR: "1" } });
   await run("unit on Bun", bin("bun"), ["test", ...unit.map((f) => `./${f}`)], { count: "bun", env: { NO_COLOR: "1" } });
 }
 if (want("e2e") || want("browser")) {

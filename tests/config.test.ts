@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { flagName, helpText, OPTIONS, parseConfig } from "../src/config.ts";
+import { flagName, helpText, OPTIONS, parseConfig, redactUrl } from "../src/config.ts";
 
 describe("parseConfig()", () => {
   it("uses the documented defaults", () => {
@@ -33,6 +33,24 @@ describe("parseConfig()", () => {
     assert.match(unknown.kind === "error" ? unknown.message : "", /unknown option "--nope"/);
     assert.equal(parseConfig({ LOG_LEVEL: "loud" }, []).kind, "error");
     assert.equal(parseConfig({ HISTORY_RETAIN: "0" }, []).kind, "error");
+  });
+
+  it("REDIS_URL selects the Redis store; contradictions are refused", () => {
+    const r = parseConfig({ REDIS_URL: "redis://:s3cret@127.0.0.1:6379/0" }, []);
+    assert.equal(r.kind === "config" && r.config.store, "redis");
+    assert.equal(r.kind === "config" && r.config.redisPresenceTtlMs, 15000);
+    const explicit = parseConfig({}, ["--store", "redis", "--redis-url", "rediss://cache:6380"]);
+    assert.equal(explicit.kind === "config" && explicit.config.redisUrl, "rediss://cache:6380");
+    const noUrl = parseConfig({ STORE: "redis" }, []);
+    assert.match(noUrl.kind === "error" ? noUrl.message : "", /STORE=redis needs REDIS_URL/);
+    const both = parseConfig({ STORE: "file", REDIS_URL: "redis://127.0.0.1:6379" }, []);
+    assert.match(both.kind === "error" ? both.message : "", /REDIS_URL is set but STORE=file/);
+    assert.equal(parseConfig({ REDIS_URL: "http://127.0.0.1:6379" }, []).kind, "error");
+  });
+
+  it("redactUrl() hides a Redis password", () => {
+    assert.equal(redactUrl("redis://user:s3cret@127.0.0.1:6379/0"), "redis://user:***@127.0.0.1:6379/0");
+    assert.equal(redactUrl("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
   });
 
   it("--help lists every env var and flag", () => {
