@@ -212,7 +212,8 @@ export class RedisStore implements Store {
   #sub: Redis;
   #up = { cmd: false, sub: false };
   #wasUp = false;
-  #downSince = 0;
+  /** When Redis was last seen going away (or when the store was made, until it first connects). */
+  #downSince = Date.now();
   /** Open logs by channel name. */
   #logs = new Map<string, RedisRoomLog>();
   #heartbeat?: ReturnType<typeof setInterval>;
@@ -299,10 +300,10 @@ export class RedisStore implements Store {
 
   /** Both connections are up (again): resubscribe, catch every room up, restore presence. */
   async #onUp(): Promise<void> {
-    const recovering = this.#downSince > 0;
+    if (this.#wasUp) return;
     this.#wasUp = true;
     this.#opts.log.info("redis_up", { url: redactUrl(this.#opts.url), instance: this.instance });
-    if (!recovering || this.#logs.size === 0) return;
+    if (this.#logs.size === 0) return;
     try {
       await this.#sub.subscribe(...this.#logs.keys());
     } catch (err) {
