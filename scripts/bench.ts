@@ -23,16 +23,15 @@
 // (scripts/bench/worker.ts). Loopback only; every phase is bounded in time; only processes started
 // here are stopped, by PID. Output: a table on stdout, scripts/bench/results/latest.json, docs/bench.svg.
 
-import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
-import { cpuPrecise, cpuSplit, killAllStarted, machineBusySeconds, openFilesLimit, rssKb, type ServerProcess, sleep, startProcess, which } from "./bench/proc.ts";
+import { killAllStarted, openFilesLimit, reexecPinned, rssKb, type ServerProcess, sleep, startWithDataDir, which } from "./bench/proc.ts";
 import { type ChattyResult, evaluateTargets, type FanoutResult, type IdleResult, renderSvg, renderTable, type Results, type ServerResult } from "./bench/report.ts";
-import { HIST_BUCKETS, histPercentile, markerText, nowUs, type Proto, RawClient, sourceAddress } from "./bench/wsclient.ts";
-import type { WorkerCommand, WorkerReply } from "./bench/worker.ts";
+import { HIST_BUCKETS, histPercentile, markerText, nowUs, type Proto, type RawClient } from "./bench/wsclient.ts";
+import { connectOne as connectTarget, type ConnectResult, Gen, meter as meterPids, quietWaiter, runWindow as runIds, since as sincePids } from "./bench/gen.ts";
+import { build, gitState, versions } from "./bench/meta.ts";
 import { summariseProfile } from "./bench/profile.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -142,205 +141,45 @@ function wsPath(spec: ServerSpec, name: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Generator: worker threads holding the receiving connections; this thread is the fan-out sender.
+// Generator: worker threads holding the receiving connections (scripts/bench/gen.ts); this thread is
+// the fan-out sender.
 
-class Gen {
-  workers: Worker[] = [];
-  #waiting = new Map<Worker, Map<string, (m: WorkerReply) => void>>();
-  onDone: (ids: number[]) => void = () => {};
-  /** Connections made in this run so far: picks the source address 127.0.a.b of the next one. */
-  connSerial = 0;
-
-  constructor(n: number) {
-    for (let i = 0; i < n; i++) {
-      const w = new Worker(new URL("./bench/worker-boot.mjs", import.meta.url), { execArgv: [] });
-      this.#waiting.set(w, new Map());
-      w.on("message", (m: WorkerReply) => {
-        if (m.op === "done") return this.onDone(m.ids);
-        const waiter = this.#waiting.get(w)!.get(m.op);
-        if (waiter) this.#waiting.get(w)!.delete(m.op), waiter(m);
-      });
-      w.on("error", (err) => console.error("worker error:", err));
-      this.workers.push(w);
-    }
-  }
-
-  ask<T extends WorkerReply["op"]>(w: Worker, cmd: WorkerCommand, reply: T, timeoutMs = 120000): Promise<Extract<WorkerReply, { op: T }>> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`worker did not answer ${cmd.op} in ${timeoutMs} ms`)), timeoutMs);
-      this.#waiting.get(w)!.set(reply, (m) => (clearTimeout(timer), resolve(m as Extract<WorkerReply, { op: T }>)));
-      w.postMessage(cmd);
-    });
-  }
-
-  tell(cmd: WorkerCommand): void {
-    for (const w of this.workers) w.postMessage(cmd);
-  }
-
-  /** Opens `count` connections spread over the workers; `{n}` in the path becomes the client index. */
-  async connect(srv: ServerProcess, spec: ServerSpec, count: number, name: string): Promise<{ ready: number; failed: number; reasons: Record<string, number>; perWorker: number[]; ms: number }> {
-    const started = performance.now();
-    const per = this.workers.map((_, i) => Math.floor(count / this.workers.length) + (i < count % this.workers.length ? 1 : 0));
-    let base = 0;
-    const replies = await Promise.all(this.workers.map((w, i) => {
-      const cmd: WorkerCommand = {
-        op: "connect", host: "127.0.0.1", port: srv.port, path: wsPath(spec, name), proto: spec.proto,
-        count: per[i]!, firstGlobal: this.connSerial, clientBase: base, concurrency: 64, timeoutMs: 20000,
-      };
-      this.connSerial += per[i]!;
-      base += per[i]!;
-      return this.ask(w, cmd, "connected", 180000);
-    }));
-    const reasons: Record<string, number> = {};
-    for (const r of replies) for (const [k, v] of Object.entries(r.reasons)) reasons[k] = (reasons[k] ?? 0) + v;
-    return {
-      ready: replies.reduce((a, r) => a + r.ready, 0),
-      failed: replies.reduce((a, r) => a + r.failed, 0),
-      reasons,
-      perWorker: replies.map((r) => r.ready),
-      ms: performance.now() - started,
-    };
-  }
-
-  async stats() {
-    const all = await Promise.all(this.workers.map((w) => this.ask(w, { op: "stats" }, "stats")));
-    const hist = new Array<number>(HIST_BUCKETS).fill(0);
-    let senderHist: number[] | null = null;
-    for (const s of all) {
-      for (let i = 0; i < HIST_BUCKETS; i++) hist[i]! += s.hist[i]!;
-      if (s.senderHist) {
-        senderHist ??= new Array<number>(s.senderHist.length).fill(0);
-        for (let i = 0; i < s.senderHist.length; i++) senderHist[i]! += s.senderHist[i]!;
-      }
-    }
-    const reasons: Record<string, number> = {};
-    for (const s of all) for (const [k, v] of Object.entries(s.reasons)) reasons[k] = (reasons[k] ?? 0) + v;
-    return {
-      received: all.reduce((a, s) => a + s.received, 0),
-      live: all.reduce((a, s) => a + s.live, 0),
-      closedDuringRun: all.reduce((a, s) => a + s.closedDuringRun, 0),
-      hist,
-      senderHist,
-      reasons,
-    };
-  }
-
-  async closeAll(): Promise<void> {
-    await Promise.all(this.workers.map((w) => this.ask(w, { op: "close" }, "closed")));
-  }
-
-  async terminate(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate()));
-  }
+/** Opens `count` connections to `srv` spread over the workers; `{n}` in the name becomes the client index. */
+function connectTo(gen: Gen, srv: ServerProcess, spec: ServerSpec, count: number, name: string): Promise<ConnectResult> {
+  return gen.connect({ port: srv.port, path: wsPath(spec, name), proto: spec.proto }, count);
 }
 
 /** One connection in this thread (the fan-out sender); resolves once the server greeted it. */
 function connectOne(gen: Gen, srv: ServerProcess, spec: ServerSpec, name: string): Promise<RawClient> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("sender did not connect in 20 s")), 20000);
-    new RawClient(-1, { host: "127.0.0.1", port: srv.port, path: wsPath(spec, name), proto: spec.proto, localAddress: sourceAddress(gen.connSerial++) }, {
-      ready: (c) => (clearTimeout(timer), resolve(c)),
-      delivery: () => {},
-      closed: (_c, why) => (clearTimeout(timer), reject(new Error(`sender: ${why}`))),
-    });
-  });
+  return connectTarget(gen, { port: srv.port, path: wsPath(spec, name), proto: spec.proto });
 }
 
-interface Meter {
-  t: number;
-  server: { user: number; sys: number };
-  serverPrecise: number;
-  gen: NodeJS.CpuUsage;
-  machine: number;
-}
-const meter = (srv: ServerProcess): Meter => ({ t: performance.now(), server: cpuSplit(srv.pid), serverPrecise: cpuPrecise(srv.pid), gen: process.cpuUsage(), machine: machineBusySeconds() });
+const meter = (srv: ServerProcess) => meterPids([srv.pid]);
 /** CPU used since `m`: the server's, the generator's, and the rest of the machine's (noise). */
-function since(srv: ServerProcess, m: Meter) {
-  const now = meter(srv);
-  const wallS = (now.t - m.t) / 1000;
-  const serverSysS = now.server.sys - m.server.sys;
-  const serverCpuS = now.server.user - m.server.user + serverSysS;
-  const machineS = now.machine - m.machine;
-  const genUserS = (now.gen.user - m.gen.user) / 1e6;
-  const genSysS = (now.gen.system - m.gen.system) / 1e6;
-  const genCpuS = genUserS + genSysS;
-  const otherS = Math.max(0, machineS - serverCpuS - genCpuS);
-  return {
-    wallS, serverCpuS, genCpuS, serverCpuPreciseS: now.serverPrecise - m.serverPrecise, serverUtil: serverCpuS / wallS, genUtil: genCpuS / wallS,
-    serverSysShare: serverSysS / serverCpuS, genSysShare: genSysS / genCpuS, otherUtil: otherS / wallS,
-  };
-}
+const since = (srv: ServerProcess, m: ReturnType<typeof meter>) => sincePids([srv.pid], m);
 
 /**
  * Other processes share this 2-core machine (test suites, browsers). Before each server start, wait
  * until the machine is quiet (under 15% of a core busy over half a second), within a budget per run.
  */
-let quietBudgetMs = Number(option("quiet-wait") ?? (QUICK ? 20 : 180)) * 1000;
-let quietWaitedMs = 0;
-async function waitQuiet(): Promise<void> {
-  const started = performance.now();
-  while (quietBudgetMs > 0) {
-    const b0 = machineBusySeconds(), t0 = performance.now();
-    await sleep(500);
-    const busy = (machineBusySeconds() - b0) / ((performance.now() - t0) / 1000);
-    if (busy < 0.15) break;
-    quietBudgetMs -= performance.now() - t0;
-  }
-  quietWaitedMs += performance.now() - started;
-}
+const quiet = quietWaiter(Number(option("quiet-wait") ?? (QUICK ? 20 : 180)) * 1000);
 
 async function startServer(spec: ServerSpec, extraNodeArgs: string[] = []): Promise<ServerProcess> {
-  await waitQuiet();
+  await quiet.wait();
   const args = spec.runtime === "node" ? [...extraNodeArgs, ...spec.args] : spec.args;
   // Our server gets a fresh temporary DATA_DIR (file store, users): nothing is written into the repo.
-  const dataDir = spec.ours ? mkdtempSync(join(os.tmpdir(), "shootawall-bench-")) : undefined;
-  const env = { ...spec.env, ...(dataDir ? { DATA_DIR: dataDir } : {}) };
-  const srv = await startProcess(spec.cmd, args, { cwd: ROOT, env, core: PIN ? 0 : undefined }).catch((err) => {
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-    throw err;
-  });
-  const stop = srv.stop.bind(srv);
-  srv.stop = async (graceMs?: number) => {
-    await stop(graceMs);
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  };
-  return srv;
+  return startWithDataDir(spec.cmd, args, { cwd: ROOT, env: { ...spec.env }, core: PIN ? 0 : undefined, dataDir: spec.ours });
 }
 
 /** Sends ids [from, to) with at most `inflight` outstanding; an id is done when every worker says so. */
 function runWindow(gen: Gen, sender: RawClient, activeWorkers: number, doneCount: Uint8Array, from: number, to: number, inflight: number, textBytes: number, timeoutMs: number, onProgress?: (completed: number) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let next = from, outstanding = 0, completed = 0;
-    const timer = setTimeout(() => reject(new Error(`fan-out stalled: ${completed}/${to - from} messages complete after ${timeoutMs} ms`)), timeoutMs);
-    const pump = () => {
-      while (outstanding < inflight && next < to) {
-        sender.sendChat(markerText(next, nowUs(), 0, textBytes), next);
-        next++;
-        outstanding++;
-      }
-    };
-    gen.onDone = (ids) => {
-      for (const id of ids) {
-        if (id < from || id >= to) continue;
-        if (++doneCount[id]! !== activeWorkers) continue;
-        outstanding--;
-        completed++;
-        onProgress?.(completed);
-      }
-      if (completed === to - from) {
-        clearTimeout(timer);
-        gen.onDone = () => {};
-        resolve();
-      } else pump();
-    };
-    pump();
-  });
+  return runIds(gen, (id) => sender.sendChat(markerText(id, nowUs(), 0, textBytes), id), activeWorkers, doneCount, from, to, inflight, timeoutMs, onProgress);
 }
 
 async function fanout(gen: Gen, spec: ServerSpec, receivers: number, messages: number, inflight: number, opts: { extraNodeArgs?: string[] } = {}): Promise<FanoutResult> {
   const srv = await startServer(spec, opts.extraNodeArgs);
   try {
-    const conn = await gen.connect(srv, spec, receivers, "rx");
+    const conn = await connectTo(gen, srv, spec, receivers, "rx");
     if (conn.ready === 0) throw new Error(`no receiver connected: ${JSON.stringify(conn.reasons)}`);
     const sender = await connectOne(gen, srv, spec, "tx");
     await sleep(300);
@@ -410,13 +249,13 @@ async function idle(gen: Gen, spec: ServerSpec, n: number): Promise<IdleResult> 
   const srv = await startServer(spec);
   try {
     // Warm the connection path (lazy module loads, JIT) so the baseline holds no first-use costs.
-    const warm = await gen.connect(srv, spec, 20, "rx");
+    const warm = await connectTo(gen, srv, spec, 20, "rx");
     await gen.closeAll();
     if (warm.ready === 0) throw new Error(`no warm-up connection: ${JSON.stringify(warm.reasons)}`);
     await sleep(SIZES.settleMs);
     const baseKb = await sampleRss(srv);
     const m0 = meter(srv);
-    const conn = await gen.connect(srv, spec, n, "rx");
+    const conn = await connectTo(gen, srv, spec, n, "rx");
     const connectCpu = since(srv, m0);
     await sleep(SIZES.settleMs);
     const loadedKb = await sampleRss(srv);
@@ -463,7 +302,7 @@ async function chatty(gen: Gen, spec: ServerSpec): Promise<ChattyResult> {
   const { clients, durationMs, ratePerS } = SIZES.chatty;
   const srv = await startServer(spec);
   try {
-    const conn = await gen.connect(srv, spec, clients, "c{n}");
+    const conn = await connectTo(gen, srv, spec, clients, "c{n}");
     await sleep(700);
     gen.tell({ op: "reset" });
     const m0 = meter(srv);
@@ -515,39 +354,6 @@ async function chatty(gen: Gen, spec: ServerSpec): Promise<ChattyResult> {
   }
 }
 
-function versions(): Record<string, string> {
-  const v = (cmd: string, args: string[]) => {
-    const r = spawnSync(cmd, args, { encoding: "utf8" });
-    return (r.stdout || r.stderr || "").split("\n")[0]!.trim();
-  };
-  const pkg = (name: string) => {
-    try {
-      return JSON.parse(readFileSync(join(ROOT, "node_modules", name, "package.json"), "utf8")).version as string;
-    } catch {
-      return "?";
-    }
-  };
-  return {
-    node: process.version,
-    deno: v(DENO, ["--version"]),
-    bun: v(BUN, ["--version"]),
-    ws: pkg("ws"),
-    "socket.io": pkg("socket.io"),
-    hono: pkg("hono"),
-  };
-}
-
-function gitState(): { commit: string; dirtyFiles: number } {
-  const head = spawnSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).stdout?.trim() ?? "?";
-  const dirty = spawnSync("git", ["status", "--porcelain", "src"], { cwd: ROOT, encoding: "utf8" }).stdout ?? "";
-  return { commit: head, dirtyFiles: dirty.split("\n").filter(Boolean).length };
-}
-
-function build(): string {
-  const r = spawnSync(join(ROOT, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.build.json"], { cwd: ROOT, encoding: "utf8" });
-  return r.status === 0 ? "built" : `build failed (using the existing dist/): ${(r.stdout + r.stderr).split("\n").slice(0, 5).join(" | ")}`;
-}
-
 async function profileRun(gen: Gen): Promise<void> {
   const dir = join(ROOT, "scripts", "bench", "results", "profile");
   rmSync(dir, { recursive: true, force: true });
@@ -561,7 +367,7 @@ async function profileRun(gen: Gen): Promise<void> {
   if (!file) throw new Error("no .cpuprofile written");
   // Only the samples of the measured send phase (V8's profile clock and ours are both CLOCK_MONOTONIC).
   const summary = summariseProfile(JSON.parse(readFileSync(join(dir, file), "utf8")), ROOT, r.windowUs);
-  writeFileSync(join(ROOT, "scripts", "bench", "results", "profile.json"), JSON.stringify({ date: new Date().toISOString(), git: gitState(), run: r, ...summary }, null, 2) + "\n");
+  writeFileSync(join(ROOT, "scripts", "bench", "results", "profile.json"), JSON.stringify({ date: new Date().toISOString(), git: gitState(ROOT), run: r, ...summary }, null, 2) + "\n");
   console.log(summary.text);
   console.log(`\nraw profile: scripts/bench/results/profile/${file}; summary: scripts/bench/results/profile.json`);
 }
@@ -571,7 +377,7 @@ async function main(): Promise<void> {
   const fds = openFilesLimit("self");
   if (!PIN) console.warn(`WARNING: not pinning (taskset ${TASKSET ? "found" : "missing"}, ${CORES} cores): numbers are noisier`);
   if (fds < 30000) console.warn(`WARNING: open files limit is ${fds}; large connection counts will fail (run as a user who may raise ulimit -n)`);
-  if (!flag("no-build") && (!option("only") || option("only")!.includes("ours-node") || PROFILE)) console.log(build());
+  if (!flag("no-build") && (!option("only") || option("only")!.includes("ours-node") || PROFILE)) console.log(build(ROOT));
   const gen = new Gen(Number(option("workers") ?? 2));
   process.on("SIGINT", () => (killAllStarted(), process.exit(130)));
   try {
@@ -591,8 +397,8 @@ async function main(): Promise<void> {
         openFilesLimit: fds,
         generatorWorkers: gen.workers.length,
         loadAverageAtStart: os.loadavg(),
-        versions: versions(),
-        git: gitState(),
+        versions: versions(ROOT, ["ws", "socket.io", "hono"]),
+        git: gitState(ROOT),
         durationS: 0,
       },
       servers: {},
@@ -651,7 +457,7 @@ async function main(): Promise<void> {
       }
     }
     results.meta.durationS = (performance.now() - t0) / 1000;
-    results.meta.quietWaitS = Math.round(quietWaitedMs / 100) / 10;
+    results.meta.quietWaitS = Math.round(quiet.waitedMs / 100) / 10;
     results.meta.loadAverageAtEnd = os.loadavg();
     results.targets = evaluateTargets(results);
     const outDir = join(ROOT, "scripts", "bench", "results");
@@ -690,15 +496,7 @@ function brief(x: unknown): string {
 
 // ---------------------------------------------------------------------------------------------------
 // Re-exec pinned to core 1 with a raised file-descriptor limit (children inherit it).
-if (!process.env.BENCH_PINNED) {
-  const script = `ulimit -n ${FD_NEED} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec ${PIN ? "taskset -c 1 " : ""}"$0" "$@"`;
-  const child = spawn("bash", ["-c", script, process.execPath, ...process.execArgv, SELF, ...argv], {
-    stdio: "inherit",
-    env: { ...process.env, BENCH_PINNED: "1" },
-  });
-  for (const s of ["SIGINT", "SIGTERM"] as const) process.on(s, () => child.pid && process.kill(child.pid, s));
-  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
-} else {
+if (reexecPinned(SELF, argv, { pin: PIN, fdNeed: FD_NEED })) {
   await main().catch((err) => {
     console.error(err);
     killAllStarted();

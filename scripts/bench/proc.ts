@@ -2,8 +2,10 @@
 // with taskset. Only processes started here are ever signalled, by their PID.
 
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
+import os from "node:os";
+import { join } from "node:path";
 
 export const CLK_TCK = (() => {
   const r = spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" });
@@ -166,4 +168,44 @@ export async function startProcess(
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * startProcess with a fresh temporary DATA_DIR (file store, users) when `dataDir` is set: nothing is
+ * written into the repo, and stop() removes the folder.
+ */
+export async function startWithDataDir(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: Record<string, string>; core?: number; dataDir: boolean },
+): Promise<ServerProcess> {
+  const dataDir = opts.dataDir ? mkdtempSync(join(os.tmpdir(), "shootawall-bench-")) : undefined;
+  const env = { ...opts.env, ...(dataDir ? { DATA_DIR: dataDir } : {}) };
+  const srv = await startProcess(cmd, args, { cwd: opts.cwd, env, core: opts.core }).catch((err) => {
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  });
+  const stop = srv.stop.bind(srv);
+  srv.stop = async (graceMs?: number) => {
+    await stop(graceMs);
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  };
+  return srv;
+}
+
+/**
+ * A benchmark re-executes itself pinned to core 1 (when `pin`) with `ulimit -n` raised to `fdNeed` (or
+ * the hard limit); children inherit both. Returns true in the re-executed process (run the benchmark),
+ * false in the first one (which forwards SIGINT/SIGTERM to the child and exits with its code).
+ */
+export function reexecPinned(self: string, argv: string[], opts: { pin: boolean; fdNeed: number }): boolean {
+  if (process.env.BENCH_PINNED) return true;
+  const script = `ulimit -n ${opts.fdNeed} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec ${opts.pin ? "taskset -c 1 " : ""}"$0" "$@"`;
+  const child = spawn("bash", ["-c", script, process.execPath, ...process.execArgv, self, ...argv], {
+    stdio: "inherit",
+    env: { ...process.env, BENCH_PINNED: "1" },
+  });
+  for (const s of ["SIGINT", "SIGTERM"] as const) process.on(s, () => child.pid && process.kill(child.pid, s));
+  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+  return false;
 }

@@ -101,10 +101,10 @@ export interface Results {
   targets: Target[];
 }
 
-const pc = (x: number) => `${(x * 100).toFixed(0)}%`;
+export const pc = (x: number) => `${(x * 100).toFixed(0)}%`;
 const cpu = (r?: ServerResult) => r?.fanout?.cpuUsPerDelivery;
-const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
-const fx = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(d));
+export const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+export const fx = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(d));
 const flatDelta = (r?: ServerResult) => {
   const f = r?.flat;
   if (!f || f.length < 2) return undefined;
@@ -153,7 +153,7 @@ export function evaluateTargets(res: Results): Target[] {
   return out;
 }
 
-function pad(rows: string[][]): string {
+export function pad(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
   return rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ")).join("\n");
 }

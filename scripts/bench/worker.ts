@@ -1,12 +1,14 @@
 // Load-generator worker thread: holds a share of the receiving connections, counts deliveries per
-// message and records send -> receive latency in a log histogram. Driven by scripts/bench.ts.
+// message and records send -> receive latency in a log histogram. Driven by scripts/bench.ts and
+// scripts/bench-cluster.ts (through gen.ts). A fan-out with `check` also checks each receiver's
+// deliveries (ids in order, none repeated, none missing) and keeps a histogram per connection group.
 
 import { parentPort } from "node:worker_threads";
 import { type Delivery, HIST_BUCKETS, histIndex, markerText, nowUs, type Proto, RawClient, sourceAddress } from "./wsclient.ts";
 
 export type WorkerCommand =
-  | { op: "connect"; host: string; port: number; path: string; proto: Proto; count: number; firstGlobal: number; clientBase: number; concurrency: number; timeoutMs: number }
-  | { op: "fanout"; total: number; measureFrom: number }
+  | { op: "connect"; host: string; port: number; path: string; proto: Proto; count: number; firstGlobal: number; clientBase: number; concurrency: number; timeoutMs: number; group?: number }
+  | { op: "fanout"; total: number; measureFrom: number; check?: boolean }
   | { op: "chatty"; durationMs: number; ratePerS: number; size: number; senders: number }
   | { op: "stats" }
   | { op: "reset" }
@@ -16,7 +18,18 @@ export type WorkerReply =
   | { op: "connected"; ready: number; failed: number; reasons: Record<string, number> }
   | { op: "done"; ids: number[] }
   | { op: "chattySent"; sent: number }
-  | { op: "stats"; received: number; hist: number[]; senderHist: number[] | null; live: number; closedDuringRun: number; reasons: Record<string, number> }
+  | {
+    op: "stats";
+    received: number;
+    hist: number[];
+    senderHist: number[] | null;
+    live: number;
+    closedDuringRun: number;
+    reasons: Record<string, number>;
+    /** Checked fan-out only: one histogram per connection group, and the delivery checks. */
+    groupHists?: number[][] | null;
+    check?: { outOfOrder: number; repeated: number; clientsShort: number; missing: number; clients: number } | null;
+  }
   | { op: "closed" };
 
 const port = parentPort!;
@@ -36,6 +49,20 @@ let closedDuringRun = 0;
 let reasons: Record<string, number> = {};
 let pendingDone: number[] = [];
 let flushScheduled = false;
+// Checked fan-out: per client index, its group, the last id it got and how many ids it got.
+let checking = false;
+let groupOf = new Uint8Array(0);
+let lastId = new Int32Array(0);
+let gotIds = new Uint32Array(0);
+let groupHists: Uint32Array[] = [];
+let outOfOrder = 0;
+let repeated = 0;
+const growTo = (n: number) => {
+  if (groupOf.length >= n) return;
+  const g = new Uint8Array(Math.max(n, groupOf.length * 2));
+  g.set(groupOf);
+  groupOf = g;
+};
 
 const flushDone = () => {
   flushScheduled = false;
@@ -51,13 +78,22 @@ const markDone = (id: number) => {
 
 const handlers = {
   ready: (_c: RawClient) => {},
-  delivery(_c: RawClient, d: Delivery, atUs: number) {
+  delivery(c: RawClient, d: Delivery, atUs: number) {
     if (mode === "fanout") {
       const id = d.id;
       if (id >= counts.length) return;
       if (id >= measureFrom) {
-        hist[histIndex(atUs - d.sentUs)]!++;
+        const b = histIndex(atUs - d.sentUs);
+        hist[b]!++;
         received++;
+        if (checking) groupHists[groupOf[c.idx]!]![b]!++;
+      }
+      if (checking) {
+        const last = lastId[c.idx]!;
+        if (id < last) outOfOrder++;
+        else if (id === last) repeated++;
+        lastId[c.idx] = id;
+        gotIds[c.idx]!++;
       }
       if (++counts[id]! >= target && reported[id] === 0) markDone(id);
     } else if (mode === "chatty") {
@@ -110,6 +146,10 @@ function connect(cmd: Extract<WorkerCommand, { op: "connect" }>): void {
     );
     const timer = setTimeout(() => (finish(false, "connect timeout"), c.close()), cmd.timeoutMs);
     clients.push(c);
+    if (cmd.group !== undefined) {
+      growTo(c.idx + 1);
+      groupOf[c.idx] = cmd.group;
+    }
   };
   if (cmd.count === 0) return done();
   for (let i = 0; i < Math.min(cmd.concurrency, cmd.count); i++) startOne();
@@ -143,6 +183,17 @@ function chatty(cmd: Extract<WorkerCommand, { op: "chatty" }>): void {
   if (running === 0) post({ op: "chattySent", sent });
 }
 
+function checkStats() {
+  let clientsShort = 0, missing = 0, checked = 0;
+  for (const c of clients) {
+    if (!c.isReady || c.isClosed) continue;
+    checked++;
+    const got = gotIds[c.idx] ?? 0;
+    if (got < counts.length) (clientsShort++, (missing += counts.length - got));
+  }
+  return { outOfOrder, repeated, clientsShort, missing, clients: checked };
+}
+
 port.on("message", (cmd: WorkerCommand) => {
   switch (cmd.op) {
     case "connect":
@@ -154,12 +205,23 @@ port.on("message", (cmd: WorkerCommand) => {
       reported = new Uint8Array(cmd.total);
       measureFrom = cmd.measureFrom;
       target = clients.filter((c) => c.isReady && !c.isClosed).length;
+      checking = cmd.check === true;
+      if (checking) {
+        const size = clients.reduce((a, c) => Math.max(a, c.idx + 1), 0);
+        growTo(size);
+        lastId = new Int32Array(size).fill(-1);
+        gotIds = new Uint32Array(size);
+        groupHists = Array.from({ length: Math.max(0, ...clients.map((c) => groupOf[c.idx]!)) + 1 }, () => new Uint32Array(HIST_BUCKETS));
+        outOfOrder = 0;
+        repeated = 0;
+      }
       break;
     case "chatty":
       chatty(cmd);
       break;
     case "reset":
       hist = new Uint32Array(HIST_BUCKETS);
+      for (const h of groupHists) h.fill(0);
       received = 0;
       closedDuringRun = 0;
       reasons = {};
@@ -173,10 +235,14 @@ port.on("message", (cmd: WorkerCommand) => {
         live: clients.filter((c) => c.isReady && !c.isClosed).length,
         closedDuringRun,
         reasons,
+        ...(checking ? { groupHists: groupHists.map((h) => Array.from(h)), check: checkStats() } : {}),
       });
       break;
     case "close":
       mode = "idle";
+      checking = false;
+      groupOf = new Uint8Array(0);
+      groupHists = [];
       hist = new Uint32Array(HIST_BUCKETS);
       received = 0;
       closedDuringRun = 0;
