@@ -404,17 +404,8 @@ export class Room {
         for (const c of [item.conn, ...waiting]) this.#errorFrame(c, unavailable(item.nonce));
         continue;
       }
-      this.#seq = message.seq;
-      this.#history.push(message);
-      this.#metrics.messagesIn++;
-      if (item.nonce !== undefined) {
-        this.#nonces.record(message.user, item.nonce, message.seq, this.#deps.clock.now());
-      }
-      this.#broadcast(message);
-      if (item.nonce !== undefined) {
-        const ack: ServerFrame = { type: "ack", nonce: item.nonce, seq: message.seq };
-        for (const c of [item.conn, ...waiting]) if (this.#connections.has(c)) this.#sendTo(c, ack);
-      }
+      this.#accept(message);
+      if (item.nonce !== undefined) this.#ack([item.conn, ...waiting], item.nonce, message.seq);
     }
   }
 
@@ -474,10 +465,7 @@ export class Room {
           for (const c of [item.conn, ...waiting]) this.#errorFrame(c, unavailable(item.nonce));
           continue;
         }
-        if (item.nonce !== undefined) {
-          const ack: ServerFrame = { type: "ack", nonce: item.nonce, seq: result.seq };
-          for (const c of [item.conn, ...waiting]) if (this.#connections.has(c)) this.#sendTo(c, ack);
-        }
+        if (item.nonce !== undefined) this.#ack([item.conn, ...waiting], item.nonce, result.seq);
       }
     }
   }
@@ -485,16 +473,7 @@ export class Room {
   /** Messages stored through the shared log (by any instance), in seq order. */
   #deliver(messages: ChatMessage[]): void {
     if (this.defunct) return;
-    for (const message of messages) {
-      if (message.seq <= this.#seq) continue;
-      this.#seq = message.seq;
-      this.#history.push(message);
-      this.#metrics.messagesIn++;
-      if (message.nonce !== undefined) {
-        this.#nonces.record(message.user, message.nonce, message.seq, this.#deps.clock.now());
-      }
-      this.#broadcast(message);
-    }
+    for (const message of messages) if (message.seq > this.#seq) this.#accept(message);
     this.lastActive = this.#deps.clock.now();
     this.#unpark();
     this.#pump();
@@ -511,6 +490,22 @@ export class Room {
     this.#parked = [];
     this.#waiting.clear();
     void this.#log.close().catch(() => {});
+  }
+
+  /** A stored message: into the history and the nonce window, then to everyone. */
+  #accept(message: ChatMessage): void {
+    this.#seq = message.seq;
+    this.#history.push(message);
+    this.#metrics.messagesIn++;
+    if (message.nonce !== undefined) {
+      this.#nonces.record(message.user, message.nonce, message.seq, this.#deps.clock.now());
+    }
+    this.#broadcast(message);
+  }
+
+  #ack(conns: Connection[], nonce: Nonce, seq: number): void {
+    const ack: ServerFrame = { type: "ack", nonce, seq };
+    for (const c of conns) if (this.#connections.has(c)) this.#sendTo(c, ack);
   }
 
   #takeWaiting(user: string, nonce: Nonce): Connection[] {
