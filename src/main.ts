@@ -33,13 +33,14 @@ async function main(): Promise<void> {
   const { config } = parsed;
   const runtime = detectRuntime();
   const log = jsonLogger(config.logLevel, {});
-  const auth = await createAuth(config, { log });
+  const store = await openStore(config, log);
+  const auth = await createAuth(config, { log, shared: store.sharedAuth?.() });
   if (!auth.ok) {
     console.error(auth.message);
     process.exitCode = 2;
+    await store.close();
     return;
   }
-  const store = await openStore(config, log);
   const metrics = new Metrics();
   const rateLimit = { perSecond: config.rateLimitPerS, burst: config.rateLimitBurst };
   const roomDeps: RoomDeps = { clock: systemClock, ids: randomIds, log, metrics, users: new UserBuckets(rateLimit, systemClock) };

@@ -18,6 +18,7 @@ import { NONCE_WINDOW_MS } from "../core/nonces.ts";
 import type { AnnounceFrame, ChatMessage, Nonce } from "../protocol/messages.ts";
 import {
   type Draft,
+  type SharedAuthState,
   type SharedLog,
   type SharedSink,
   type Store,
@@ -218,6 +219,8 @@ export class RedisStore implements Store {
   #logs = new Map<string, RedisRoomLog>();
   #heartbeat?: ReturnType<typeof setInterval>;
   #closed = false;
+  #authChannel: string;
+  #revokeListeners: ((sid: string, expS: number) => void)[] = [];
 
   private constructor(opts: RedisStoreOptions) {
     this.#opts = opts;
@@ -243,7 +246,11 @@ export class RedisStore implements Store {
     for (const script of Object.keys(SCRIPTS) as ScriptName[]) this.#cmd.defineCommand(script, { lua: SCRIPTS[script] });
     this.#watch(this.#cmd, "cmd");
     this.#watch(this.#sub, "sub");
-    this.#sub.on("message", (channel: string, payload: string) => this.#logs.get(channel)?.receive(payload));
+    this.#authChannel = `${opts.prefix}auth:revoked`;
+    this.#sub.on("message", (channel: string, payload: string) => {
+      if (channel === this.#authChannel) this.#revoked(payload);
+      else this.#logs.get(channel)?.receive(payload);
+    });
   }
 
   /** Connects (waiting up to connectTimeoutMs; past it the store starts degraded and keeps trying). */
@@ -303,13 +310,70 @@ export class RedisStore implements Store {
     if (this.#wasUp) return;
     this.#wasUp = true;
     this.#opts.log.info("redis_up", { url: redactUrl(this.#opts.url), instance: this.instance });
-    if (this.#logs.size === 0) return;
+    const channels = [...this.#logs.keys(), ...(this.#revokeListeners.length > 0 ? [this.#authChannel] : [])];
+    if (channels.length === 0) return;
     try {
-      await this.#sub.subscribe(...this.#logs.keys());
+      await this.#sub.subscribe(...channels);
     } catch (err) {
       this.#opts.log.warn("redis_resubscribe_failed", { error: String(err) });
     }
     for (const log of this.#logs.values()) log.recover();
+    void this.#loadRevoked();
+  }
+
+  /** Tickets and logouts for every instance. */
+  sharedAuth(): SharedAuthState {
+    const key = (k: string) => `${this.#opts.prefix}auth:${k}`;
+    const unavailable = (err: unknown) => new StoreUnavailableError(`Redis: ${String((err as Error).message ?? err)}`);
+    return {
+      putTicket: async (k, value, ttlMs) => {
+        await this.#cmd.set(key(`ticket:${k}`), value, "PX", ttlMs).catch((err) => Promise.reject(unavailable(err)));
+      },
+      takeTicket: async (k) => {
+        const value = await this.#cmd.getdel(key(`ticket:${k}`)).catch((err) => Promise.reject(unavailable(err)));
+        return value ?? undefined;
+      },
+      revoke: async (sid, expS) => {
+        await this.#cmd.multi()
+          .zremrangebyscore(key("revoked"), "-inf", Math.floor(Date.now() / 1000))
+          .zadd(key("revoked"), expS, sid)
+          .publish(this.#authChannel, `${sid} ${expS}`)
+          .exec()
+          .then((replies) => {
+            const failed = replies?.find(([err]) => err);
+            if (!replies || failed) throw failed?.[0] ?? new Error("transaction aborted");
+          })
+          .catch((err) => Promise.reject(unavailable(err)));
+      },
+      onRevoke: async (cb) => {
+        this.#revokeListeners.push(cb);
+        if (!this.#ready) throw unavailable("Redis is unreachable");
+        // Subscribed first, then the recorded ones read: no logout falls in between.
+        await this.#sub.subscribe(this.#authChannel);
+        if (!await this.#loadRevoked()) throw unavailable("cannot read the recorded logouts");
+      },
+    };
+  }
+
+  #revoked(payload: string): void {
+    const [sid, exp] = payload.split(" ");
+    if (!sid || !exp) return;
+    for (const cb of this.#revokeListeners) cb(sid, Number(exp));
+  }
+
+  /** Logouts made while this instance was away (or before it started); false when unreadable. */
+  async #loadRevoked(): Promise<boolean> {
+    if (this.#revokeListeners.length === 0 || !this.#ready) return false;
+    try {
+      const flat = await this.#cmd.zrangebyscore(`${this.#opts.prefix}auth:revoked`, Math.floor(Date.now() / 1000), "+inf", "WITHSCORES");
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        for (const cb of this.#revokeListeners) cb(flat[i] as string, Number(flat[i + 1]));
+      }
+      return true;
+    } catch (err) {
+      this.#opts.log.warn("redis_revocations_unreadable", { error: String(err) });
+      return false;
+    }
   }
 
   /** Heartbeat: refresh this instance's presence entries and expire other instances' stale ones. */

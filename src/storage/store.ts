@@ -81,9 +81,29 @@ export interface StoreHealth {
   detail?: Record<string, string | number | boolean>;
 }
 
+/**
+ * Sign-in state every instance must agree on (a shared store only): single-use tickets and
+ * logouts, so that a ticket bought on one instance works once on any, and a logout counts on all.
+ */
+export interface SharedAuthState {
+  putTicket(key: string, value: string, ttlMs: number): Promise<void>;
+  /** The ticket's value, removed for every instance; undefined when unknown or expired. */
+  takeTicket(key: string): Promise<string | undefined>;
+  /** Records a logout until `expS` (seconds since 1970) and tells every instance. */
+  revoke(sid: string, expS: number): Promise<void>;
+  /**
+   * `cb` hears of every logout recorded by any instance: as it happens, and again whenever the
+   * store (re)connects. Resolves once the logouts already recorded have been heard (rejects when
+   * they could not be read; they are read again when the store reconnects).
+   */
+  onRevoke(cb: (sid: string, expS: number) => void): Promise<void>;
+}
+
 export interface Store {
   /** A short name for logs and /healthz ("memory", "file", "redis"). */
   readonly kind: string;
+  /** Present when several instances share this store. */
+  sharedAuth?(): SharedAuthState;
   /** Absent: always healthy. */
   health?(): StoreHealth;
   /** Opens the log of `room`, creating it (with `newEpoch()`) when there is none. */

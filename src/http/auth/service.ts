@@ -8,6 +8,7 @@ import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { JSONWebKeySet } from "jose";
 import { readFile } from "node:fs/promises";
 import type { Logger } from "../../core/deps.ts";
+import type { SharedAuthState } from "../../storage/store.ts";
 import { LiveAccess, type LiveHost } from "./live.ts";
 import { LoginLimiter } from "./login-limit.ts";
 import { checkOrigin, parseAllowedOrigins } from "./origin.ts";
@@ -22,10 +23,12 @@ import { normaliseUsername, UsersCache, usersPath } from "./users-file.ts";
 
 export type UpgradeVerdict =
   | { ok: true; identity?: Identity }
-  | { ok: false; status: 400 | 401 | 403; reason: string; message: string };
+  | { ok: false; status: 400 | 401 | 403 | 503; reason: string; message: string };
 
 export interface AuthDeps {
   log: Logger;
+  /** Tickets and logouts shared with the other instances (Redis); absent: kept in this process. */
+  shared?: SharedAuthState;
   /** Milliseconds since 1970 (tests). */
   now?: () => number;
 }
@@ -116,6 +119,9 @@ export class AuthService {
   #dummyHash?: Promise<string>;
   #live = new Map<string, Set<LiveAccess>>();
   #host: LiveHost;
+  #shared?: SharedAuthState;
+  /** Settles once the logouts other instances recorded are known (shared state only). */
+  #revocations?: Promise<void>;
 
   /** Open mode with the default Origin rule (same origin): what the app uses when given no auth. */
   static open(log: Logger): AuthService {
@@ -127,7 +133,16 @@ export class AuthService {
     this.#p = parts;
     this.#log = deps.log;
     this.#now = deps.now ?? Date.now;
-    this.#tickets = new TicketStore(parts.ticketTtlMs, this.#now);
+    this.#tickets = new TicketStore(parts.ticketTtlMs, this.#now, deps.shared);
+    this.#shared = deps.shared;
+    const sessions = parts.sessions;
+    if (sessions && deps.shared) {
+      // A logout on any instance closes this session's sockets here too.
+      this.#revocations = deps.shared.onRevoke((sid, exp) => {
+        sessions.markRevoked(sid, exp);
+        for (const l of [...(this.#live.get(sid) ?? [])]) l.revoke();
+      });
+    }
     this.#limiter = new LoginLimiter(parts.loginRatePerMin, this.#now);
     if (parts.mode === "password") {
       // An unknown user's login runs PBKDF2 against this, so that it takes as long as a wrong password.
@@ -152,9 +167,22 @@ export class AuthService {
     };
   }
 
-  /** Resolves once start-up work (the dummy hash) is done. */
+  /**
+   * Resolves once start-up work is done: the dummy hash, and the logouts recorded by other
+   * instances (waited for at most 5 s; with Redis away they are read when it comes back, and
+   * until then no room can be opened here anyway).
+   */
   async ready(): Promise<void> {
     await this.#dummyHash;
+    if (this.#revocations) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const known = await Promise.race([
+        this.#revocations.then(() => true, () => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(resolve, 5000, false))),
+      ]);
+      clearTimeout(timer);
+      if (!known) this.#log.warn("revocations_unknown", { note: "logouts of other instances are read once Redis answers" });
+    }
   }
 
   /** The Origin rule for this request. */
@@ -184,7 +212,11 @@ export class AuthService {
     let identity: Identity | undefined;
     const ticket = c.req.query("ticket");
     if (ticket !== undefined) {
-      identity = await this.#tickets.redeem(ticket);
+      try {
+        identity = await this.#tickets.redeem(ticket);
+      } catch {
+        return refuse(503, "store_unavailable", "Server busy: tickets cannot be checked right now; try again later");
+      }
       if (identity?.sid && !this.#sessionStillValid(identity)) identity = undefined;
       if (!identity) return refuse(401, "bad_ticket", "Unauthorized: the ticket is invalid, expired or already used");
     } else if (bearer !== undefined) {
@@ -240,6 +272,14 @@ export class AuthService {
       app.post("/auth/login", originGuard, limit, (c) => this.#login(c, clientIp(c)));
       app.post("/auth/logout", originGuard, limit, async (c) => {
         const claims = await this.#session(getCookie(c, SESSION_COOKIE));
+        if (claims && this.#shared) {
+          // Every instance must hear of it; until Redis confirms, the cookie stays so the user can retry.
+          try {
+            await this.#shared.revoke(claims.sid, claims.exp);
+          } catch {
+            return c.json({ error: "Cannot log out everywhere right now; try again" }, 503, { ...NO_STORE, "Retry-After": "5" });
+          }
+        }
         deleteCookie(c, SESSION_COOKIE, { path: "/", secure: isHttps(c) });
         if (claims) {
           this.#p.sessions!.revoke(claims);
@@ -264,7 +304,12 @@ export class AuthService {
         if (!r.ok) return c.json({ error: `Unauthorized: ${r.reason}` }, 401, { ...NO_STORE, "WWW-Authenticate": 'Bearer error="invalid_token"' });
         identity = r.identity;
       }
-      const ticket = await this.#tickets.issue(identity);
+      let ticket: string;
+      try {
+        ticket = await this.#tickets.issue(identity);
+      } catch {
+        return c.json({ error: "Server busy: cannot issue a ticket right now; try again" }, 503, { ...NO_STORE, "Retry-After": "5" });
+      }
       this.#log.debug("ticket_issued", { user: identity.user });
       return c.json({ ticket, expires_in: Math.round(this.#tickets.ttlMs / 1000) }, 200, NO_STORE);
     });
@@ -326,7 +371,7 @@ export class AuthService {
   }
 }
 
-function refuse(status: 400 | 401 | 403, reason: string, message: string): UpgradeVerdict {
+function refuse(status: 400 | 401 | 403 | 503, reason: string, message: string): UpgradeVerdict {
   return { ok: false, status, reason, message };
 }
 

@@ -88,9 +88,14 @@ export class Sessions {
 
   /** Ends a session for good (until it would have expired anyway). */
   revoke(claims: SessionClaims): void {
+    this.markRevoked(claims.sid, claims.exp);
+  }
+
+  /** Records a logout made here or on another instance. */
+  markRevoked(sid: string, exp: number): void {
     const now = this.#now() / 1000;
-    for (const [sid, exp] of this.#revoked) if (exp < now) this.#revoked.delete(sid);
-    this.#revoked.set(claims.sid, claims.exp);
+    for (const [old, e] of this.#revoked) if (e < now) this.#revoked.delete(old);
+    if (exp >= now) this.#revoked.set(sid, exp);
   }
 
   /** The identity a session stands for. */
