@@ -205,6 +205,17 @@ function nonceKey(nonce: Nonce, user: string): string {
 
 type StreamEntry = [id: string, fields: string[]];
 
+/** `p`, or a StoreUnavailableError after `ms` (a subscribe waits for a reconnect otherwise). */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StoreUnavailableError(`Redis did not answer ${what} in ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 export class RedisStore implements Store {
   readonly kind = "redis";
   readonly instance: string;
@@ -349,7 +360,7 @@ export class RedisStore implements Store {
         this.#revokeListeners.push(cb);
         if (!this.#ready) throw unavailable("Redis is unreachable");
         // Subscribed first, then the recorded ones read: no logout falls in between.
-        await this.#sub.subscribe(this.#authChannel);
+        await withTimeout(this.#sub.subscribe(this.#authChannel), this.#opts.commandTimeoutMs ?? 3000, "subscribe");
         if (!await this.#loadRevoked()) throw unavailable("cannot read the recorded logouts");
       },
     };
@@ -415,7 +426,7 @@ export class RedisStore implements Store {
     previous?.detach();
     try {
       // Subscribed before the state is read, so nothing published in between is missed.
-      await this.#sub.subscribe(channel);
+      await withTimeout(this.#sub.subscribe(channel), this.#opts.commandTimeoutMs ?? 3000, "subscribe");
       const [epoch, seq, entries, online] = await this.run("swOpen", [
         this.key(room, "meta"),
         this.key(room, "log"),
