@@ -1,99 +1,144 @@
-// Node adapter: @hono/node-server with its built-in upgradeWebSocket over a `ws` server (noServer).
+// Node adapter: @hono/node-server for HTTP, and WebSocket upgrades through the app onto a `ws` server (noServer).
 
-import { createAdaptorServer, type Http2Bindings, type HttpBindings, upgradeWebSocket } from "@hono/node-server";
+import { createAdaptorServer, RequestError } from "@hono/node-server";
 import { getConnInfo } from "@hono/node-server/conninfo";
 import { STATUS_CODES } from "node:http";
 import type { IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Context, MiddlewareHandler } from "hono";
-import type { WSEvents } from "hono/ws";
-import { type WebSocket, WebSocketServer } from "ws";
+import type { Duplex } from "node:stream";
+import { defineWebSocketHelper, type WSContext, type WSEvents, type WSReadyState } from "hono/ws";
+import { type RawData, WebSocket, WebSocketServer } from "ws";
 import type { WebSocketLike } from "../core/socket.ts";
 import { selectSubprotocol } from "../http/auth/subprotocol.ts";
 import { Heartbeat } from "./heartbeat.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
 
 export async function start(opts: StartOptions): Promise<RunningServer> {
-  const { config } = opts;
-  const wss = new WebSocketServer({
+  const { config, log } = opts;
+  const wss = new WebSocketServer<typeof ServerSocket>({
     noServer: true,
     maxPayload: config.maxFrameBytes,
     perMessageDeflate: false,
+    // Nothing reads wss.clients: without it, ws keeps no Set entry and no close closure per socket.
+    clientTracking: false,
+    WebSocket: ServerSocket,
     // shootawall.v1 when offered, else the first offered; never a "bearer.<token>" entry.
     handleProtocols: (protocols) => selectSubprotocol([...protocols]) ?? false,
   });
+  // The accepted upgrade's response headers (the app's security headers) go into its 101; ws emits
+  // "headers" synchronously inside handleUpgrade, while this is set.
+  let upgradeHeaders: Headers | undefined;
+  wss.on("headers", (lines: string[]) => {
+    upgradeHeaders?.forEach((value, key) => {
+      if (!SKIP_ON_101.has(key)) lines.push(`${key}: ${value}`);
+    });
+  });
 
   // Heartbeat: ws does not ping by itself (browsers answer pings even in background tabs).
-  const heartbeat = new Heartbeat<WebSocket>({
+  const heartbeat = new Heartbeat<ServerSocket>({
     intervalMs: config.heartbeatMs,
     ping: (ws) => ws.ping(),
     terminate: (ws) => ws.terminate(),
   });
-  // Shared listeners (called with the socket as `this`): no closures per connection.
-  function onPong(this: WebSocket) {
-    heartbeat.alive(this);
-  }
-  function onClose(this: WebSocket) {
-    heartbeat.delete(this);
-  }
-  wss.on("connection", (ws) => {
-    heartbeat.add(ws);
-    ws.on("pong", onPong);
-    ws.on("close", onClose);
-  });
 
-  // Upgrade requests that our routes hand to upgradeWebSocket; every other upgrade request is
-  // answered by writeRefusal() below, with its body (node-server alone would send none).
-  const upgrading = new WeakSet<object>();
-  const trackedUpgrade = ((createEvents: (c: Context) => WSEvents | Promise<WSEvents>) => {
-    // node-server's helper keeps the context it is given alive as long as the socket (its
-    // per-connection closures share one scope with it): give it a slim stand-in, not Hono's
-    // Context with the Request, its Headers and the IncomingMessage (about 6 kB per connection).
-    const middleware = (upgradeWebSocket as unknown as (e: (c: SlimContext) => WSEvents | undefined) => MiddlewareHandler)(
-      (slim) => slim.events,
-    );
-    const tracked: MiddlewareHandler = async (c, next) => {
-      const events = await createEvents(c);
-      const env = c.env as Record<string | symbol, unknown>;
-      const slim = slimContext(env, c.req.url, c.req.header("upgrade"), events);
-      const res = await middleware(slim as unknown as Context, next);
-      // node-server marks the upgrade it accepted on the env it created: copy the mark back.
-      for (const key of Object.getOwnPropertySymbols(slim.env)) env[key] = slim.env[key];
-      // node-server's helper has already handed the request to its waiter: drop our references.
-      slim.env.incoming = undefined;
-      slim.events = undefined;
-      if (res) upgrading.add(env);
-      return res;
-    };
-    return tracked;
-  }) as unknown as typeof upgradeWebSocket;
+  // One set of listeners for every socket, called with the socket as `this`; its handlers are a field
+  // of the socket (no per-connection closures, contexts or event objects kept while it is idle).
+  const failed = (what: string, err: unknown) => log.error("ws_handler_failed", { event: what, error: String(err) });
+  function onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+    const ws = this as ServerSocket;
+    const events = ws.chat;
+    if (!events?.onMessage) return;
+    for (const chunk of Array.isArray(data) ? data : [data]) {
+      try {
+        events.onMessage(new MessageEvent("message", { data: messageData(chunk, isBinary) }), wsContext(ws));
+      } catch (err) {
+        failed("message", err);
+      }
+    }
+  }
+  function onPong(this: WebSocket): void {
+    heartbeat.alive(this as ServerSocket);
+  }
+  function onClose(this: WebSocket, code: number, reason: Buffer): void {
+    const ws = this as ServerSocket;
+    heartbeat.delete(ws);
+    try {
+      ws.chat?.onClose?.(new CloseEventLike("close", { code, reason: reason.toString() }), wsContext(ws));
+    } catch (err) {
+      failed("close", err);
+    }
+  }
+  function onError(this: WebSocket, error: Error): void {
+    const ws = this as ServerSocket;
+    try {
+      ws.chat?.onError?.(new ErrorEventLike("error", { error }), wsContext(ws));
+    } catch (err) {
+      failed("error", err);
+    }
+  }
+  const open = (ws: ServerSocket, events: WSEvents<ServerSocket>): void => {
+    ws.chat = events;
+    heartbeat.add(ws);
+    ws.on("message", onMessage);
+    ws.on("close", onClose);
+    ws.on("error", onError);
+    ws.on("pong", onPong);
+    // Called before any frame can arrive: ws reads the socket from the next tick on.
+    try {
+      events.onOpen?.(new Event("open"), wsContext(ws));
+    } catch (err) {
+      failed("open", err);
+    }
+  };
 
   const app = opts.buildApp({
-    upgradeWebSocket: trackedUpgrade,
-    // ws's WebSocket has a live readyState and bufferedAmount: hand it over as is.
-    toSocket: (ws) => nodeSocket(ws.raw as WebSocket),
+    upgradeWebSocket,
+    // The socket itself is the Room's WebSocketLike (live readyState and bufferedAmount, framed sends).
+    toSocket: (ctx) => ctx.raw as ServerSocket,
     clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
-    closeReason: (ws) => (ws.raw && heartbeat.killed(ws.raw as WebSocket) ? "heartbeat" : undefined),
+    closeReason: (ctx) => (ctx.raw && heartbeat.killed(ctx.raw as ServerSocket) ? "heartbeat" : undefined),
   });
-  const fetch = async (req: Request, bindings: HttpBindings | Http2Bindings) => {
-    const env = bindings as { incoming: IncomingMessage; outgoing?: unknown };
-    if (env.outgoing !== undefined) return app.fetch(req, env);
-    // An upgrade request (node-server passes no `outgoing`): answer refusals ourselves.
-    let res: Response;
-    try {
-      res = await app.fetch(req, env);
-    } catch {
-      res = new Response("Internal server error\n", { status: 500 });
-    }
-    if (!upgrading.has(env)) await writeRefusal(env.incoming, res);
-    return res;
-  };
   const server = createAdaptorServer({
-    fetch,
-    websocket: { server: wss },
+    fetch: app.fetch,
     // Bound slow requests (slowloris): the timeouts are checked every second, not every 30 s.
     serverOptions: { connectionsCheckingInterval: 1000, headersTimeout: config.headersTimeoutMs, requestTimeout: config.headersTimeoutMs * 3 },
   });
+
+  // Every WebSocket upgrade request goes through the app; the upgrade route accepts it by handing its
+  // events to upgradeWebSocket (below), anything else is answered with the app's full response.
+  server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (request.headers.upgrade?.toLowerCase() !== "websocket") return;
+    handleUpgrade(request, socket, head).catch(() => socket.destroy());
+  });
+  const handleUpgrade = async (request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    socket.on("error", ignore);
+    const env: UpgradeEnv = { incoming: request, outgoing: undefined, [ACCEPT]: undefined };
+    let res: Response;
+    try {
+      res = await app.fetch(upgradeRequest(request), env);
+    } catch (err) {
+      res = err instanceof RequestError
+        ? new Response("Bad request\n", { status: 400 })
+        : new Response("Internal server error\n", { status: 500 });
+    }
+    const events = env[ACCEPT];
+    if (events === undefined) {
+      await writeRefusal(request, res);
+      return;
+    }
+    // Gone mid-handshake: the gate gives the slot back after its pending timeout.
+    if (socket.destroyed) return;
+    upgradeHeaders = res.headers;
+    try {
+      wss.handleUpgrade(request, socket, head, (ws) => {
+        socket.off("error", ignore);
+        open(ws, events);
+      });
+    } finally {
+      upgradeHeaders = undefined;
+    }
+  };
+  server.on("close", () => wss.close());
   // Malformed requests, oversized headers and header timeouts (slowloris) end here.
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
     const status = err.code === "HPE_HEADER_OVERFLOW"
@@ -104,8 +149,6 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     else socket.destroy();
   });
-  // A second 'upgrade' listener tells node-server not to write its own (bodiless) refusals.
-  server.on("upgrade", () => {});
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
@@ -132,6 +175,134 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
   }
   return { port, stop };
 }
+
+function ignore(): void {}
+
+/** Where upgradeWebSocket leaves the events of an upgrade the app accepted. */
+const ACCEPT = Symbol("accept");
+
+/** The env of an upgrade request (node-server's bindings, which getConnInfo reads, plus ACCEPT). */
+interface UpgradeEnv {
+  incoming: IncomingMessage;
+  outgoing: undefined;
+  [ACCEPT]: WSEvents<ServerSocket> | undefined;
+}
+
+/**
+ * The app's upgrade helper: a route that accepts the upgrade hands over its events, and the
+ * "upgrade" listener completes the handshake once the app has answered.
+ */
+const upgradeWebSocket = defineWebSocketHelper<ServerSocket>((c, events) => {
+  if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return;
+  const env = c.env as Partial<UpgradeEnv> | undefined;
+  // A plain request (no HTTP upgrade underneath) cannot be upgraded.
+  if (!env || !(ACCEPT in env)) return new Response(null, { status: 500 });
+  env[ACCEPT] = events;
+  return new Response(null);
+});
+
+/** Response headers a 101 never copies from the app's response (ws writes its own). */
+const SKIP_ON_101 = new Set([
+  "connection",
+  "content-length",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "sec-websocket-accept",
+  "sec-websocket-extensions",
+  "sec-websocket-protocol",
+]);
+
+const VALID_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/;
+
+/** The upgrade request as a fetch Request (headers only), with node-server's URL checks. */
+function upgradeRequest(request: IncomingMessage): Request {
+  const target = request.url ?? "/";
+  const backslash = target.indexOf("\\");
+  if (backslash !== -1) {
+    const query = target.indexOf("?");
+    if (query === -1 || backslash < query) throw new RequestError("Backslash in request path");
+  }
+  let url: string;
+  if (target.startsWith("http://") || target.startsWith("https://")) url = new URL(target).href;
+  else {
+    if (target[0] !== "/") throw new RequestError("Invalid URL");
+    const host = request.headers.host ?? "localhost";
+    const parsed = new URL(`${(request.socket as { encrypted?: boolean }).encrypted ? "https" : "http"}://${host}${target}`);
+    if (!VALID_HOST.test(host) && parsed.hostname.length !== host.length &&
+      parsed.hostname !== (host.includes(":") ? host.replace(/:\d+$/, "") : host).toLowerCase()) {
+      throw new RequestError("Invalid host header");
+    }
+    url = parsed.href;
+  }
+  const headers = new Headers();
+  for (const key in request.headers) {
+    const value = request.headers[key];
+    if (value) headers.append(key, Array.isArray(value) ? value[0] as string : value);
+  }
+  return new Request(url, { headers });
+}
+
+/** A received message as node-server hands it over: text as a string, binary as an ArrayBuffer. */
+function messageData(data: Buffer | ArrayBuffer, isBinary: boolean): string | ArrayBuffer {
+  if (data instanceof ArrayBuffer) return isBinary ? data : Buffer.from(data).toString("utf8");
+  return isBinary ? data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer : data.toString("utf8");
+}
+
+/**
+ * hono's view of a socket for one event, made per event rather than kept per connection
+ * (the handlers here read `raw`; no URL is kept).
+ */
+function wsContext(ws: ServerSocket): WSContext<ServerSocket> {
+  return new EventContext(ws) as unknown as WSContext<ServerSocket>;
+}
+
+class EventContext {
+  readonly raw: ServerSocket;
+  binaryType: BinaryType = "arraybuffer";
+  url: URL | null = null;
+  constructor(ws: ServerSocket) {
+    this.raw = ws;
+  }
+  get protocol(): string | null {
+    return this.raw.protocol;
+  }
+  get readyState(): WSReadyState {
+    return this.raw.readyState as WSReadyState;
+  }
+  send(source: string | ArrayBuffer | Uint8Array, options?: { compress?: boolean }): void {
+    this.raw.send(source, { compress: options?.compress });
+  }
+  close(code?: number, reason?: string): void {
+    this.raw.close(code, reason);
+  }
+}
+
+// Node 20 has no global CloseEvent or ErrorEvent.
+const CloseEventLike: typeof CloseEvent = globalThis.CloseEvent ?? class extends Event {
+  readonly code: number;
+  readonly reason: string;
+  readonly wasClean: boolean;
+  constructor(type: string, init: CloseEventInit = {}) {
+    super(type, init);
+    this.code = init.code ?? 0;
+    this.reason = init.reason ?? "";
+    this.wasClean = init.wasClean ?? false;
+  }
+} as unknown as typeof CloseEvent;
+const ErrorEventLike: typeof ErrorEvent = globalThis.ErrorEvent ?? class extends Event {
+  readonly error: unknown;
+  readonly message: string;
+  constructor(type: string, init: ErrorEventInit = {}) {
+    super(type, init);
+    this.error = init.error ?? null;
+    this.message = init.message ?? "";
+  }
+} as unknown as typeof ErrorEvent;
 
 /**
  * The Room's view of a `ws` socket, with three savings on the broadcast path:
@@ -186,86 +357,54 @@ interface WsInternals {
 }
 
 /** Sockets corked in this tick, uncorked together on the next one. */
-let corked: NodeSocket[] = [];
+let corked: ServerSocket[] = [];
 
 function uncorkAll(): void {
   const list = corked;
   corked = [];
-  for (const socket of list) socket.uncork();
+  for (const socket of list) socket.uncorkTick();
 }
 
-class NodeSocket implements WebSocketLike {
-  #ws: WebSocket;
-  #corked = false;
+/**
+ * ws's socket for one connection, which is also the Room's WebSocketLike (ws's live readyState,
+ * bufferedAmount and close) and holds the connection's handlers: one object per connection.
+ */
+class ServerSocket extends WebSocket implements WebSocketLike {
+  /** The handlers of the route that accepted this connection. */
+  chat: WSEvents<ServerSocket> | undefined = undefined;
+  /** True while the TCP socket is corked for this tick's frames. */
+  tickCorked = false;
 
-  constructor(ws: WebSocket) {
-    this.#ws = ws;
-  }
-
-  get readyState(): number {
-    return this.#ws.readyState;
-  }
-
-  get bufferedAmount(): number {
-    return this.#ws.bufferedAmount;
-  }
-
-  send(data: string): void {
-    const ws = this.#ws;
+  /** A text frame, framed once per broadcast (see above); ws's own send for anything else. */
+  override send(data: any, options?: any, cb?: any): void {
+    if (typeof data !== "string" || options !== undefined || cb !== undefined) {
+      super.send(data, options, cb);
+      return;
+    }
     const frame = frameFor(data);
-    const { _socket: tcp, _sender: sender } = ws as unknown as WsInternals;
+    const { _socket: tcp, _sender: sender } = this as unknown as WsInternals;
     if (tcp && !tcp.destroyed) {
-      if (!this.#corked) {
-        this.#corked = true;
+      if (!this.tickCorked) {
+        this.tickCorked = true;
         tcp.cork();
         if (corked.push(this) === 1) process.nextTick(uncorkAll);
       }
       // Straight to the TCP socket only while ws is open and holds nothing back (its queue is used
       // for compression and Blobs, neither of which this server sends): frames keep their call order.
-      if (ws.readyState === 1 && tcp.writable && sender && sender._bufferedBytes === 0 && sender._queue.length === 0) {
+      if (this.readyState === 1 && tcp.writable && sender && sender._bufferedBytes === 0 && sender._queue.length === 0) {
         tcp.write(frame);
         return;
       }
     }
-    ws.send(lastPayload, { binary: false });
+    super.send(lastPayload, { binary: false });
   }
 
   /** Called once per tick in which this socket was corked. */
-  uncork(): void {
-    this.#corked = false;
-    const tcp = (this.#ws as unknown as WsInternals)._socket;
+  uncorkTick(): void {
+    this.tickCorked = false;
+    const tcp = (this as unknown as WsInternals)._socket;
     if (tcp && !tcp.destroyed) tcp.uncork();
   }
-
-  close(code?: number, reason?: string): void {
-    this.#ws.close(code, reason);
-  }
-}
-
-function nodeSocket(ws: WebSocket): WebSocketLike {
-  return new NodeSocket(ws);
-}
-
-/** What node-server's upgradeWebSocket reads from a context: `c.req.header("upgrade")`, `c.req.url`, `c.env`. */
-interface SlimContext {
-  env: Record<string | symbol, unknown>;
-  req: { url: string; upgrade: string | undefined; header(this: { upgrade: string | undefined }, name: string): string | undefined };
-  events: WSEvents | undefined;
-}
-
-function slimHeader(this: { upgrade: string | undefined }, name: string): string | undefined {
-  return name.toLowerCase() === "upgrade" ? this.upgrade : undefined;
-}
-
-/** Built outside the middleware so that no closure here can capture Hono's Context. */
-function slimContext(env: Record<string | symbol, unknown>, url: string, upgrade: string | undefined, events: WSEvents): SlimContext {
-  const slimEnv: Record<string | symbol, unknown> = { incoming: env.incoming };
-  for (const key of Object.getOwnPropertySymbols(env)) slimEnv[key] = env[key];
-  return {
-    env: slimEnv,
-    req: { url, upgrade, header: slimHeader },
-    events,
-  };
 }
 
 const HOP_BY_HOP = new Set(["connection", "content-length", "keep-alive", "transfer-encoding", "upgrade"]);
