@@ -88,8 +88,9 @@ export interface Connection {
   readonly id: number;
   readonly user: string;
   readonly socket: WebSocketLike;
-  /** Per-connection token bucket (absent when rate limiting is off). */
-  readonly bucket?: TokenBucket;
+  /** Per-connection token bucket: made on the first frame (a new bucket is full), absent when rate limiting is off. */
+  bucket?: TokenBucket;
+  /** The user's shared bucket, held from the join while rate limiting is on. */
   readonly userBucket?: TokenBucket;
   /** Frames refused in a row by the rate limit. */
   strikes: number;
@@ -233,14 +234,17 @@ export class Room {
   join(socket: WebSocketLike, user: string, resume: Resume = {}): Connection {
     const limit = this.#opts.rateLimit;
     const limited = limit !== undefined && limit.perSecond > 0;
+    // Every field from the start: one shape for all connections, none added later.
     const conn: Connection = {
       id: nextConnectionId++,
       user,
       socket,
-      bucket: limited ? new TokenBucket(limit, this.#deps.clock) : undefined,
+      bucket: undefined,
       userBucket: limited ? this.#deps.users?.acquire(user) : undefined,
       strikes: 0,
+      slowSince: undefined,
       slack: 0,
+      onAuth: undefined,
     };
     this.lastActive = this.#deps.clock.now();
     const isNewUser = this.#presence.add(user);
@@ -280,10 +284,13 @@ export class Room {
       this.#close(conn, CloseCode.tooBig, "frame too big", "too_big");
       return;
     }
-    if (conn.bucket && !(conn.bucket.take() && (conn.userBucket?.take() ?? true))) {
+    const limit = this.#opts.rateLimit;
+    const limited = limit !== undefined && limit.perSecond > 0;
+    // A connection's bucket is made on its first frame: the same as one made (full) at the join.
+    if (limited && !((conn.bucket ??= new TokenBucket(limit, this.#deps.clock)).take() && (conn.userBucket?.take() ?? true))) {
       // Every frame costs a token, invalid ones included; a client that keeps going after
       // a burst's worth of refusals is closed.
-      if (++conn.strikes >= Math.max(10, this.#opts.rateLimit?.burst ?? 0)) {
+      if (++conn.strikes >= Math.max(10, limit.burst)) {
         this.#close(conn, CloseCode.policy, "rate limit exceeded", "rate_limit");
       } else {
         this.#error(conn, "rate_limited", "Cannot accept frame: rate limit exceeded; slow down");
@@ -543,7 +550,7 @@ export class Room {
       }
     }
     Metrics.bump(this.#metrics.closes, reason);
-    if (conn.bucket) this.#deps.users?.release(conn.user);
+    if (conn.userBucket) this.#deps.users?.release(conn.user);
     this.#deps.log.info("ws_close", { room: this.name, conn: conn.id, reason });
     this.#presence.remove(conn.user, () => {
       this.lastActive = this.#deps.clock.now();

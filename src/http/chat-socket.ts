@@ -34,51 +34,47 @@ export function chatSocketEvents(
   return new ChatSocket(deps, roomName, user, ticket, resume, access);
 }
 
+/** What a connection needs only until it joins its room. */
+interface Joining {
+  roomName: string;
+  user: string;
+  resume: Resume;
+}
+
 class ChatSocket implements WSEvents {
   #deps: ChatSocketDeps;
-  #roomName: string;
-  #user: string;
   #ticket: Ticket;
-  /** Only needed until the join. */
-  #resume: Resume | undefined;
+  /** Until the join. */
+  #joining: Joining | undefined;
   #access: LiveAccess | undefined;
   #room: Room | undefined;
   #conn: Connection | undefined;
 
   constructor(deps: ChatSocketDeps, roomName: string, user: string, ticket: Ticket, resume: Resume, access: LiveAccess | undefined) {
     this.#deps = deps;
-    this.#roomName = roomName;
-    this.#user = user;
     this.#ticket = ticket;
-    this.#resume = resume;
+    this.#joining = { roomName, user, resume };
     this.#access = access;
-  }
-
-  #finish(reason: LeaveReason): void {
-    this.#access?.stop();
-    this.#ticket.release();
-    if (this.#room && this.#conn) this.#room.leave(this.#conn, reason);
-    this.#conn = undefined;
   }
 
   onOpen(_evt: Event, ws: WSContext): void {
     const deps = this.#deps;
     this.#ticket.opened();
     const socket = deps.toSocket(ws);
+    const { roomName, user, resume } = this.#joining as Joining;
+    this.#joining = undefined;
     // The route opened the room just before the upgrade; should it have been closed since
     // (room limit reached in between), the client is told to come back.
-    const room = deps.rooms.peek(this.#roomName);
+    const room = deps.rooms.peek(roomName);
     this.#room = room;
-    const resume = this.#resume ?? {};
-    this.#resume = undefined;
     if (!room) {
       closeQuietly(socket, CloseCode.overloaded, "room not available; try again");
       this.#ticket.release();
       return;
     }
-    const conn = room.join(socket, this.#user, resume);
+    const conn = room.join(socket, user, resume);
     this.#conn = conn;
-    deps.log.info("ws_open", { room: this.#roomName, conn: conn.id });
+    deps.log.info("ws_open", { room: roomName, conn: conn.id });
     const access = this.#access;
     if (access) {
       // Auth on: closed with 1008 when the credential expires or is logged out; auth frames refresh it.
@@ -107,5 +103,12 @@ class ChatSocket implements WSEvents {
 
   onError(_evt: Event, ws: WSContext): void {
     this.#finish(this.#deps.closeReason?.(ws, 1006) ?? "error");
+  }
+
+  #finish(reason: LeaveReason): void {
+    this.#access?.stop();
+    this.#ticket.release();
+    if (this.#room && this.#conn) this.#room.leave(this.#conn, reason);
+    this.#conn = undefined;
   }
 }

@@ -15,13 +15,71 @@ import type { RunningServer, StartOptions } from "./types.ts";
 
 export async function start(opts: StartOptions): Promise<RunningServer> {
   const { config, log } = opts;
-  const wss = new WebSocketServer<typeof ServerSocket>({
+  // Heartbeat: ws does not ping by itself (browsers answer pings even in background tabs).
+  const heartbeat = new Heartbeat<ServerSocket>({
+    intervalMs: config.heartbeatMs,
+    ping: (ws) => ws.ping(),
+    terminate: (ws) => ws.terminate(),
+  });
+
+  // The events of every socket of this server go straight to its handlers (a field of the socket):
+  // no listeners, closures, contexts or event objects are kept per connection while it is idle.
+  const failed = (what: string, err: unknown) => log.error("ws_handler_failed", { event: what, error: String(err) });
+  const onMessage = (ws: ServerSocket, data: RawData, isBinary: boolean): void => {
+    const events = ws.chat;
+    if (!events?.onMessage) return;
+    for (const chunk of Array.isArray(data) ? data : [data]) {
+      try {
+        events.onMessage(new MessageEvent("message", { data: messageData(chunk, isBinary) }), wsContext(ws));
+      } catch (err) {
+        failed("message", err);
+      }
+    }
+  };
+  const onClose = (ws: ServerSocket, code: number, reason: Buffer): void => {
+    heartbeat.delete(ws);
+    try {
+      ws.chat?.onClose?.(new CloseEventLike("close", { code, reason: reason.toString() }), wsContext(ws));
+    } catch (err) {
+      failed("close", err);
+    }
+  };
+  const onError = (ws: ServerSocket, error: Error): void => {
+    try {
+      ws.chat?.onError?.(new ErrorEventLike("error", { error }), wsContext(ws));
+    } catch (err) {
+      failed("error", err);
+    }
+  };
+  /** This server's sockets: ws's events for an open connection are dispatched here, not to listeners. */
+  class Socket extends ServerSocket {
+    override emit(event: string | symbol, ...args: any[]): boolean {
+      if (this.chat !== undefined) {
+        switch (event) {
+          case "message":
+            onMessage(this, args[0], args[1]);
+            return true;
+          case "pong":
+            heartbeat.alive(this);
+            return true;
+          case "close":
+            onClose(this, args[0], args[1]);
+            return true;
+          case "error":
+            onError(this, args[0]);
+            return true;
+        }
+      }
+      return super.emit(event, ...args);
+    }
+  }
+  const wss = new WebSocketServer<typeof Socket>({
     noServer: true,
     maxPayload: config.maxFrameBytes,
     perMessageDeflate: false,
     // Nothing reads wss.clients: without it, ws keeps no Set entry and no close closure per socket.
     clientTracking: false,
-    WebSocket: ServerSocket,
+    WebSocket: Socket,
     // shootawall.v1 when offered, else the first offered; never a "bearer.<token>" entry.
     handleProtocols: (protocols) => selectSubprotocol([...protocols]) ?? false,
   });
@@ -34,55 +92,9 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     });
   });
 
-  // Heartbeat: ws does not ping by itself (browsers answer pings even in background tabs).
-  const heartbeat = new Heartbeat<ServerSocket>({
-    intervalMs: config.heartbeatMs,
-    ping: (ws) => ws.ping(),
-    terminate: (ws) => ws.terminate(),
-  });
-
-  // One set of listeners for every socket, called with the socket as `this`; its handlers are a field
-  // of the socket (no per-connection closures, contexts or event objects kept while it is idle).
-  const failed = (what: string, err: unknown) => log.error("ws_handler_failed", { event: what, error: String(err) });
-  function onMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
-    const ws = this as ServerSocket;
-    const events = ws.chat;
-    if (!events?.onMessage) return;
-    for (const chunk of Array.isArray(data) ? data : [data]) {
-      try {
-        events.onMessage(new MessageEvent("message", { data: messageData(chunk, isBinary) }), wsContext(ws));
-      } catch (err) {
-        failed("message", err);
-      }
-    }
-  }
-  function onPong(this: WebSocket): void {
-    heartbeat.alive(this as ServerSocket);
-  }
-  function onClose(this: WebSocket, code: number, reason: Buffer): void {
-    const ws = this as ServerSocket;
-    heartbeat.delete(ws);
-    try {
-      ws.chat?.onClose?.(new CloseEventLike("close", { code, reason: reason.toString() }), wsContext(ws));
-    } catch (err) {
-      failed("close", err);
-    }
-  }
-  function onError(this: WebSocket, error: Error): void {
-    const ws = this as ServerSocket;
-    try {
-      ws.chat?.onError?.(new ErrorEventLike("error", { error }), wsContext(ws));
-    } catch (err) {
-      failed("error", err);
-    }
-  }
   const open = (ws: ServerSocket, events: WSEvents<ServerSocket>): void => {
     ws.chat = events;
     heartbeat.add(ws);
-    ws.on("message", onMessage);
-    ws.on("close", onClose);
-    ws.on("error", onError);
-    ws.on("pong", onPong);
     // Called before any frame can arrive: ws reads the socket from the next tick on.
     try {
       events.onOpen?.(new Event("open"), wsContext(ws));
