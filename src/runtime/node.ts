@@ -118,8 +118,9 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
 
   // Every WebSocket upgrade request goes through the app; the upgrade route accepts it by handing its
   // events to upgradeWebSocket (below), anything else is answered with the app's full response.
+  // Node hands over the socket of any request with an Upgrade header: one for another protocol
+  // (h2c, ...) is answered like a plain request, with the app's full response, never left hanging.
   server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (request.headers.upgrade?.toLowerCase() !== "websocket") return;
     handleUpgrade(request, socket, head).catch(() => socket.destroy());
   });
   const handleUpgrade = async (request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {

@@ -46,6 +46,14 @@ for (const runtime of selectedRuntimes()) {
       assert.match(r.rest.toString("utf8"), /"status":"ok"/);
     });
 
+    it("answers an Upgrade for another protocol (h2c) like a plain request, never leaving the socket hanging", async () => {
+      const page = await rawRequest(server.port, rawGet("/healthz", { Connection: "Upgrade", Upgrade: "h2c" }), 1500);
+      assert.equal(page.status, 200, page.statusLine || "no answer within 1.5 s");
+      assert.match(page.rest.toString("utf8"), /"status":"ok"/);
+      const ws = await rawRequest(server.port, rawGet("/ws", { Connection: "Upgrade", Upgrade: "h2c" }), 1500);
+      assert.ok(ws.status === 400 || ws.status === 426, ws.statusLine || "no answer within 1.5 s");
+    });
+
     const refusals: Array<[string, Record<string, string>, number]> = [
       ["a missing Sec-WebSocket-Key", { ...UPGRADE_HEADERS, "Sec-WebSocket-Key": "" }, 400],
       ["a malformed Sec-WebSocket-Key", { ...UPGRADE_HEADERS, "Sec-WebSocket-Key": "not-base64-of-16-bytes" }, 400],
