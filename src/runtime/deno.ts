@@ -1,7 +1,7 @@
 // Deno adapter: Deno.serve with a Hono upgradeWebSocket built on Deno.upgradeWebSocket.
 
 import { getConnInfo } from "hono/deno";
-import { defineWebSocketHelper, WSContext } from "hono/ws";
+import { defineWebSocketHelper, WSContext, type WSEvents, type WSReadyState } from "hono/ws";
 import type { WebSocketLike } from "../core/socket.ts";
 import { offeredProtocols, selectSubprotocol } from "../http/auth/subprotocol.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
@@ -30,27 +30,58 @@ const makeUpgradeWebSocket = (idleTimeout: number) => defineWebSocketHelper<WebS
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return;
   // Read every header first: once upgraded, Deno's request throws "Request closed".
   const offered = selectSubprotocol(offeredProtocols(c.req.header("sec-websocket-protocol")));
-  const url = new URL(c.req.url);
   const { response, socket } = Deno.upgradeWebSocket(c.req.raw, { idleTimeout });
   if (offered) response.headers.set("sec-websocket-protocol", offered);
-  const ctx = new WSContext({
-    close: (code, reason) => socket.close(code, reason),
-    get protocol() {
-      return socket.protocol;
-    },
-    raw: socket,
-    get readyState() {
-      return socket.readyState as 0 | 1 | 2 | 3;
-    },
-    url,
-    send: (source) => socket.send(source),
-  });
-  socket.onopen = (evt) => events.onOpen?.(evt, ctx);
-  socket.onmessage = (evt) => events.onMessage?.(evt, ctx);
-  socket.onclose = (evt) => events.onClose?.(evt, ctx);
-  socket.onerror = (evt) => events.onError?.(evt, ctx);
+  // One object per connection does it all (hono's context, the four listeners): no closures,
+  // no URL kept (nothing reads ctx.url), so an idle connection holds little beyond Deno's socket.
+  const link = new SocketLink(socket, events);
+  for (const type of ["open", "message", "close", "error"]) socket.addEventListener(type, link);
   return response;
 });
+
+/** hono's WSContext init and the socket's event listener (handleEvent) for one connection. */
+class SocketLink {
+  readonly raw: WebSocket;
+  readonly url = null;
+  #events: WSEvents<WebSocket>;
+  #ctx: WSContext<WebSocket>;
+
+  constructor(socket: WebSocket, events: WSEvents<WebSocket>) {
+    this.raw = socket;
+    this.#events = events;
+    this.#ctx = new WSContext<WebSocket>(this);
+  }
+
+  get protocol(): string {
+    return this.raw.protocol;
+  }
+
+  get readyState(): WSReadyState {
+    return this.raw.readyState as WSReadyState;
+  }
+
+  send(source: string | ArrayBuffer | Uint8Array<ArrayBuffer>): void {
+    this.raw.send(source);
+  }
+
+  close(code?: number, reason?: string): void {
+    this.raw.close(code, reason);
+  }
+
+  handleEvent(evt: Event): void {
+    const events = this.#events;
+    switch (evt.type) {
+      case "open":
+        return events.onOpen?.(evt, this.#ctx);
+      case "message":
+        return events.onMessage?.(evt as MessageEvent, this.#ctx);
+      case "close":
+        return events.onClose?.(evt as CloseEvent, this.#ctx);
+      case "error":
+        return events.onError?.(evt, this.#ctx);
+    }
+  }
+}
 
 export async function start(opts: StartOptions): Promise<RunningServer> {
   const { config } = opts;
