@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT, UnsecuredJWT } from "jose";
 import WebSocket from "ws";
 import { mintToken } from "../../scripts/token.ts";
+import { openWs } from "../_helpers/auth-ws.ts";
 import { rawGet, rawRequest, UPGRADE_HEADERS } from "../_helpers/raw-http.ts";
 import { ROOT, type RunningChild, selectedRuntimes, startServer, systemNode } from "../_helpers/server.ts";
 
@@ -22,55 +23,6 @@ const SECRET = "e2e-auth-secret-Zq8r1LmN4vB7xC2kP9sT";
 const AUDIENCE = "shootawall-e2e";
 const PASSWORDS = { alice: "alice-Pa55word-9471", carol: "carol-Pa55word-3306" };
 
-interface Frame {
-  type: string;
-  [key: string]: unknown;
-}
-
-interface Conn {
-  ws: WebSocket;
-  frames: Frame[];
-  next(type: string, timeoutMs?: number): Promise<Frame>;
-  closed: Promise<{ code: number; reason: string }>;
-}
-
-/** A `ws` client that can offer subprotocols and send headers (Origin, Cookie). */
-function openWs(url: string, opts: { protocols?: string[]; headers?: Record<string, string> } = {}): Promise<Conn> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, opts.protocols ?? [], { headers: opts.headers, handshakeTimeout: 5000 });
-    const frames: Frame[] = [];
-    let read = 0;
-    const closed = new Promise<{ code: number; reason: string }>((res) =>
-      ws.once("close", (code, reason) => res({ code, reason: reason.toString() }))
-    );
-    ws.on("message", (d) => frames.push(JSON.parse(d.toString()) as Frame));
-    ws.once("unexpected-response", (_req, res) => {
-      let body = "";
-      res.on("data", (c: Buffer) => (body += c));
-      res.on("end", () => reject(Object.assign(new Error(`HTTP ${res.statusCode}: ${body}`), { status: res.statusCode, body })));
-    });
-    ws.once("error", reject);
-    ws.once("open", () =>
-      resolve({
-        ws,
-        frames,
-        closed,
-        async next(type, timeoutMs = 5000) {
-          const end = Date.now() + timeoutMs;
-          for (;;) {
-            while (read < frames.length) {
-              const f = frames[read++]!;
-              if (f.type === type) return f;
-            }
-            if (ws.readyState === WebSocket.CLOSED) throw new Error(`closed while waiting for ${type}`);
-            if (Date.now() > end) throw new Error(`no ${type} within ${timeoutMs} ms: ${JSON.stringify(frames.slice(-3))}`);
-            await new Promise((r) => setTimeout(r, 10));
-          }
-        },
-      })
-    );
-  });
-}
 
 /**
  * A refused upgrade's status and body, read up to its Content-Length (Deno and Bun keep the

@@ -13,66 +13,21 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
+import { type Conn, openWs as openWsWith } from "../_helpers/auth-ws.ts";
 import { type RunningRedis, startRedis } from "../_helpers/redis.ts";
 import { ROOT, type RunningChild, startServer, systemNode } from "../_helpers/server.ts";
 
 const SECRET = "e2e-redis-auth-secret-Hq3w8Ye5Rt1Uz7Kd";
 const PASSWORD = "alice-Re5is-Pa55word-6120";
 
-interface Frame {
-  type: string;
-  [key: string]: unknown;
-}
-
-interface Conn {
-  ws: WebSocket;
-  next(type: string, timeoutMs?: number): Promise<Frame>;
-  closed: Promise<{ code: number; reason: string }>;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const sockets = new Set<WebSocket>();
 
-/** A `ws` client with headers (Origin, Cookie); a refused upgrade rejects with its status and body. */
-function openWs(url: string, headers: Record<string, string> = {}): Promise<Conn> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, [], { headers, handshakeTimeout: 5000 });
-    sockets.add(ws);
-    const frames: Frame[] = [];
-    let read = 0;
-    const closed = new Promise<{ code: number; reason: string }>((res) =>
-      ws.once("close", (code, reason) => res({ code, reason: reason.toString() }))
-    );
-    ws.on("message", (d) => frames.push(JSON.parse(d.toString()) as Frame));
-    ws.once("unexpected-response", (_req, res) => {
-      let body = "";
-      res.on("data", (c: Buffer) => (body += c));
-      res.on("end", () => {
-        reject(Object.assign(new Error(`HTTP ${res.statusCode}: ${body}`), { status: res.statusCode, body }));
-        ws.terminate();
-      });
-    });
-    ws.once("error", reject);
-    ws.once("open", () =>
-      resolve({
-        ws,
-        closed,
-        async next(type, timeoutMs = 5000) {
-          const end = Date.now() + timeoutMs;
-          for (;;) {
-            while (read < frames.length) {
-              const f = frames[read++]!;
-              if (f.type === type) return f;
-            }
-            if (ws.readyState === WebSocket.CLOSED) throw new Error(`closed while waiting for ${type}`);
-            if (Date.now() > end) {
-              throw new Error(`no ${type} within ${timeoutMs} ms: ${JSON.stringify(frames.slice(-3))}`);
-            }
-            await sleep(10);
-          }
-        },
-      }));
-  });
+/** A client with headers (Origin, Cookie), remembered so after() can end it. */
+async function openWs(url: string, headers: Record<string, string> = {}): Promise<Conn> {
+  const conn = await openWsWith(url, { headers });
+  sockets.add(conn.ws);
+  return conn;
 }
 
 /** The status and body of an upgrade the server must refuse. */

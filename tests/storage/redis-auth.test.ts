@@ -5,17 +5,14 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { silentLogger } from "../../src/core/deps.ts";
 import { TicketStore } from "../../src/http/auth/tickets.ts";
 import type { Identity } from "../../src/http/auth/types.ts";
 import { RedisStore, type RedisStoreOptions } from "../../src/storage/redis.ts";
 import { StoreUnavailableError } from "../../src/storage/store.ts";
 import { type RunningRedis, startRedis } from "../_helpers/redis.ts";
+import { connectStore, freshPrefix as prefixFor, newEpoch, until } from "../_helpers/redis-store.ts";
 
-let epochs = 0;
-const newEpoch = () => `E${Date.now().toString(36)}${++epochs}`;
-let prefixes = 0;
-const freshPrefix = () => `ta${Date.now().toString(36)}${++prefixes}:`;
+const freshPrefix = () => prefixFor("ta");
 const nowS = () => Math.floor(Date.now() / 1000);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -27,17 +24,7 @@ async function store(
   prefix: string,
   extra: Partial<RedisStoreOptions> = {},
 ): Promise<RedisStore> {
-  const s = await RedisStore.connect({
-    url: redis.url,
-    prefix,
-    retain: 50,
-    presenceTtlMs: 60_000,
-    presenceGraceMs: 0,
-    log: silentLogger,
-    newEpoch,
-    connectTimeoutMs: 3000,
-    ...extra,
-  });
+  const s = await connectStore(redis, prefix, extra);
   opened.add(s);
   return s;
 }
@@ -45,14 +32,6 @@ async function store(
 async function closeAll(): Promise<void> {
   await Promise.all([...opened].map((s) => s.close().catch(() => {})));
   opened.clear();
-}
-
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 /** What an onRevoke listener heard, as "sid exp" pairs; `loaded` settles once the recorded ones were read. */
@@ -159,8 +138,8 @@ describe("RedisStore.sharedAuth: tickets and logouts shared by instances", () =>
   it("reloads the logouts when Redis comes back after its connection dropped, and hears new ones again", async () => {
     const prefix = freshPrefix();
     const [a, b] = await Promise.all([
-      store(redis, prefix, { instance: `A${prefixes}` }),
-      store(redis, prefix, { instance: `B${prefixes}` }),
+      store(redis, prefix, { instance: `A-${prefix}` }),
+      store(redis, prefix, { instance: `B-${prefix}` }),
     ]);
     const heard = listen(b);
     await sleep(200);
@@ -171,7 +150,7 @@ describe("RedisStore.sharedAuth: tickets and logouts shared by instances", () =>
     assert.equal(heard.has("sid-missed"), false);
     // Drop B's connections, as a network blip would; B reconnects by itself.
     const list = await redis.cli("CLIENT", "LIST");
-    const ids = list.split("\n").filter((l) => l.includes(`name=shootawall:B${prefixes} `)).map((l) =>
+    const ids = list.split("\n").filter((l) => l.includes(`name=shootawall:B-${prefix} `)).map((l) =>
       /\bid=(\d+)/.exec(l)![1]!
     );
     assert.equal(ids.length, 2, `B's two connections in ${list}`);

@@ -3,31 +3,14 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { silentLogger } from "../../src/core/deps.ts";
 import type { AnnounceFrame, ChatMessage } from "../../src/protocol/messages.ts";
-import { RedisStore, type RedisStoreOptions } from "../../src/storage/redis.ts";
+import type { RedisRoomLog } from "../../src/storage/redis.ts";
 import { type Draft, type SharedSink, StoreUnavailableError } from "../../src/storage/store.ts";
 import { type RunningRedis, startRedis } from "../_helpers/redis.ts";
+import { connectStore, freshPrefix, newEpoch, until } from "../_helpers/redis-store.ts";
 import { storeContract } from "./contract.ts";
 
-let epochs = 0;
-const newEpoch = () => `E${Date.now().toString(36)}${++epochs}`;
-let prefixes = 0;
-const freshPrefix = () => `t${Date.now().toString(36)}${++prefixes}:`;
-
-function store(redis: RunningRedis, prefix: string, extra: Partial<RedisStoreOptions> = {}): Promise<RedisStore> {
-  return RedisStore.connect({
-    url: redis.url,
-    prefix,
-    retain: 50,
-    presenceTtlMs: 60_000,
-    presenceGraceMs: 0,
-    log: silentLogger,
-    newEpoch,
-    connectTimeoutMs: 3000,
-    ...extra,
-  });
-}
+const store = connectStore;
 
 /** A sink that records what a shared log delivers. */
 class Recorder implements SharedSink {
@@ -46,14 +29,6 @@ class Recorder implements SharedSink {
   }
   reset(reason: string): void {
     this.resets.push(reason);
-  }
-}
-
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -282,7 +257,7 @@ describe("RedisStore: one room shared by several instances", () => {
     const again = await a.open("rewind", newEpoch);
     assert.notEqual(again.state.epoch, la.state.epoch);
     assert.equal(again.state.seq, 3, "seq 3 is never given again");
-    const r = again.log as import("../../src/storage/redis.ts").RedisRoomLog;
+    const r = again.log as RedisRoomLog;
     r.listen(new Recorder());
     assert.deepEqual(await r.submit([draft("u", "next")]), [{ seq: 4, duplicate: false }]);
     await a.close();
