@@ -78,3 +78,15 @@ export const silentLogger: Logger = {
   warn() {},
   error() {},
 };
+
+/** What {@link within} gives when the time ran out. */
+export const TIMED_OUT: unique symbol = Symbol("timed out");
+
+/** `p`'s value, or TIMED_OUT after `ms`; the timer is cleared either way (`p` itself keeps running). */
+export function within<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: ReturnType<typeof globalThis.setTimeout> | undefined;
+  return Promise.race([
+    p,
+    new Promise<typeof TIMED_OUT>((resolve) => (timer = globalThis.setTimeout(resolve, ms, TIMED_OUT))),
+  ]).finally(() => globalThis.clearTimeout(timer));
+}

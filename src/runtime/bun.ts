@@ -2,6 +2,7 @@
 
 import type { Server, ServerWebSocket } from "bun";
 import { getConnInfo, upgradeWebSocket, websocket } from "hono/bun";
+import { within } from "../core/deps.ts";
 import type { WebSocketLike } from "../core/socket.ts";
 import { offeredProtocols, selectSubprotocol } from "../http/auth/subprotocol.ts";
 import { Heartbeat } from "./heartbeat.ts";
@@ -66,10 +67,7 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
-    stopping ??= (heartbeat.stop(), Promise.race([
-      server.stop(false),
-      new Promise<void>((r) => setTimeout(r, 2000)),
-    ]));
+    stopping ??= (heartbeat.stop(), within(server.stop(false), 2000).then(() => {}));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
       // Stop listening, close every socket with 1001 and flush the store; exit within 5 s whatever happens.

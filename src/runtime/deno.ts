@@ -2,6 +2,7 @@
 
 import { getConnInfo } from "hono/deno";
 import { defineWebSocketHelper, WSContext, type WSEvents, type WSReadyState } from "hono/ws";
+import { within } from "../core/deps.ts";
 import type { WebSocketLike } from "../core/socket.ts";
 import { offeredProtocols, selectSubprotocol } from "../http/auth/subprotocol.ts";
 import type { RunningServer, StartOptions } from "./types.ts";
@@ -103,10 +104,7 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
-    stopping ??= Promise.race([
-      server.shutdown(),
-      new Promise<void>((r) => setTimeout(r, 2000)),
-    ]);
+    stopping ??= within(server.shutdown(), 2000).then(() => {});
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => {
       // Stop listening, close every socket with 1001 and flush the store; exit within 5 s whatever happens.

@@ -13,7 +13,7 @@
 
 import { Redis, type RedisOptions } from "ioredis";
 import { redactUrl } from "../config.ts";
-import type { Logger } from "../core/deps.ts";
+import { type Logger, TIMED_OUT, within } from "../core/deps.ts";
 import { NONCE_WINDOW_MS } from "../core/nonces.ts";
 import type { AnnounceFrame, ChatMessage, Nonce } from "../protocol/messages.ts";
 import {
@@ -206,15 +206,14 @@ function nonceKey(nonce: Nonce, user: string): string {
 type StreamEntry = [id: string, fields: string[]];
 
 /** `p`, or a StoreUnavailableError after `ms` (a subscribe waits for a reconnect otherwise). */
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    p,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StoreUnavailableError(`Redis did not answer ${what} in ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  const r = await within(p, ms);
+  if (r === TIMED_OUT) throw new StoreUnavailableError(`Redis did not answer ${what} in ${ms} ms`);
+  return r;
 }
+
+/** An error's message, for the reason of an `unavailable`. */
+const reasonOf = (err: unknown): string => String((err as Error).message ?? err);
 
 export class RedisStore implements Store {
   readonly kind = "redis";
@@ -268,10 +267,7 @@ export class RedisStore implements Store {
   static async connect(opts: RedisStoreOptions): Promise<RedisStore> {
     const store = new RedisStore(opts);
     const wait = opts.connectTimeoutMs ?? 5000;
-    await Promise.race([
-      Promise.allSettled([store.#cmd.connect(), store.#sub.connect()]),
-      new Promise((resolve) => setTimeout(resolve, wait)),
-    ]);
+    await within(Promise.allSettled([store.#cmd.connect(), store.#sub.connect()]), wait);
     if (!store.#ready) opts.log.warn("redis_unreachable", { url: redactUrl(opts.url), note: "serving degraded; retrying" });
     const every = Math.max(200, Math.floor(opts.presenceTtlMs / 3));
     store.#heartbeat = setInterval(() => store.#refresh(), every);
@@ -335,7 +331,7 @@ export class RedisStore implements Store {
   /** Tickets and logouts for every instance. */
   sharedAuth(): SharedAuthState {
     const key = (k: string) => `${this.#opts.prefix}auth:${k}`;
-    const unavailable = (err: unknown) => new StoreUnavailableError(`Redis: ${String((err as Error).message ?? err)}`);
+    const unavailable = (err: unknown) => new StoreUnavailableError(`Redis: ${reasonOf(err)}`);
     return {
       putTicket: async (k, value, ttlMs) => {
         await this.#cmd.set(key(`ticket:${k}`), value, "PX", ttlMs).catch((err) => Promise.reject(unavailable(err)));
@@ -660,7 +656,7 @@ export class RedisRoomLog implements SharedLog {
     try {
       reply = await this.#store.run("swSubmit", keys, args) as unknown[];
     } catch (err) {
-      throw new StoreUnavailableError(`Cannot store: ${String((err as Error).message ?? err)}`);
+      throw new StoreUnavailableError(`Cannot store: ${reasonOf(err)}`);
     }
     if (reply[0] === "reset") {
       this.#reset(reply[1] ? `epoch changed to ${reply[1]}` : "history lost (Redis came back empty)");
@@ -690,7 +686,7 @@ export class RedisRoomLog implements SharedLog {
     try {
       await this.#store.run("swAppend", [this.#keys.meta, this.#keys.log], args);
     } catch (err) {
-      throw new StoreUnavailableError(`Cannot store: ${String((err as Error).message ?? err)}`);
+      throw new StoreUnavailableError(`Cannot store: ${reasonOf(err)}`);
     }
   }
 

@@ -7,7 +7,7 @@ import { bodyLimit } from "hono/body-limit";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { JSONWebKeySet } from "jose";
 import { readFile } from "node:fs/promises";
-import type { Logger } from "../../core/deps.ts";
+import { type Logger, within } from "../../core/deps.ts";
 import type { SharedAuthState } from "../../storage/store.ts";
 import { LiveAccess, type LiveHost } from "./live.ts";
 import { LoginLimiter } from "./login-limit.ts";
@@ -175,13 +175,8 @@ export class AuthService {
   async ready(): Promise<void> {
     await this.#dummyHash;
     if (this.#revocations) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const known = await Promise.race([
-        this.#revocations.then(() => true, () => false),
-        new Promise<boolean>((resolve) => (timer = setTimeout(resolve, 5000, false))),
-      ]);
-      clearTimeout(timer);
-      if (!known) this.#log.warn("revocations_unknown", { note: "logouts of other instances are read once Redis answers" });
+      const known = await within(this.#revocations.then(() => true, () => false), 5000);
+      if (known !== true) this.#log.warn("revocations_unknown", { note: "logouts of other instances are read once Redis answers" });
     }
   }
 
