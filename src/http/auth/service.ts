@@ -193,7 +193,7 @@ export class AuthService {
    * Judges a WebSocket upgrade to `room` before it happens: the subprotocol offer, the Origin,
    * then (auth on) the credentials (ticket, bearer token or session cookie) and the room.
    */
-  async admitUpgrade(c: Context, room: string): Promise<UpgradeVerdict> {
+  admitUpgrade(c: Context, room: string): UpgradeVerdict | Promise<UpgradeVerdict> {
     const offered = offeredProtocols(c.req.header("sec-websocket-protocol"));
     const bearer = bearerToken(offered);
     if (bearer === null) return refuse(400, "bad_protocol", "Bad handshake: offer at most one bearer token");
@@ -202,8 +202,12 @@ export class AuthService {
     }
     const origin = this.checkOrigin(c);
     if (!origin.ok) return refuse(403, "bad_origin", origin.message);
-    if (this.mode === "open") return { ok: true };
+    // Open mode answers at once (no promise per upgrade); credentials may need the store.
+    if (this.mode === "open") return ADMITTED;
+    return this.#admitCredentials(c, room, bearer);
+  }
 
+  async #admitCredentials(c: Context, room: string, bearer: string | undefined): Promise<UpgradeVerdict> {
     let identity: Identity | undefined;
     const ticket = c.req.query("ticket");
     if (ticket !== undefined) {
@@ -338,7 +342,9 @@ export class AuthService {
       httpOnly: true,
       sameSite: "Lax",
       secure: isHttps(c),
-      maxAge: Math.max(1, claims.exp - Math.floor(this.#now() / 1000)),
+      // The token was signed just now with this lifetime (reading the clock again here could
+      // give one second less when a second boundary passed while signing).
+      maxAge: Math.max(1, Math.round(this.#p.sessions!.ttlMs / 1000)),
     });
     this.#log.info("login", { user: account });
     return c.json({ user: account, exp: claims.exp }, 200, NO_STORE);
@@ -365,6 +371,8 @@ export class AuthService {
     return identity.sid === undefined || !this.#p.sessions?.isRevoked(identity.sid);
   }
 }
+
+const ADMITTED: UpgradeVerdict = Object.freeze({ ok: true });
 
 function refuse(status: 400 | 401 | 403 | 503, reason: string, message: string): UpgradeVerdict {
   return { ok: false, status, reason, message };
