@@ -88,6 +88,9 @@ function randomNonce() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** An event handler that does nothing. */
+const ignore = () => {};
+
 /** @param {unknown} x @returns {x is Record<string, any>} */
 const isObject = (x) => typeof x === "object" && x !== null && !Array.isArray(x);
 /** @param {unknown} n @returns {n is number} */
@@ -697,7 +700,10 @@ export class ChatClient {
     this.#ws = null;
     this.#stopHeartbeat();
     if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    // Keep an error handler: the ws package on Node throws an error event nobody handles, and a
+    // socket dropped while connecting can still fail (connection refused) after this.
+    ws.onerror = ignore;
     try {
       if (ws.readyState === OPEN) ws.close(code, reason);
       // Closing a socket that is still connecting makes browsers log an error: close it once open.

@@ -223,6 +223,20 @@ describe("ChatClient: connecting", () => {
     assert.equal(sockets.length, 2);
   });
 
+  it("close() while still connecting leaves the dropped socket an error handler (ws throws errors nobody handles)", () => {
+    const { client, last } = setup();
+    client.connect();
+    const ws = last();
+    client.close();
+    assert.equal(ws.readyState, 0);
+    // Like the ws package on Node, an error with no handler would be thrown: a refused connection
+    // arriving after close() must not crash the process using the client.
+    assert.equal(typeof ws.onerror, "function");
+    assert.doesNotThrow(() => ws.onerror!({ type: "error" }));
+    ws.drop(1006);
+    assert.equal(client.status, "closed");
+  });
+
   it("retryNow() skips the backoff delay", () => {
     const { client, sockets } = setup();
     client.connect();
