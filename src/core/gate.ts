@@ -16,7 +16,8 @@ export interface Ticket {
 /**
  * A slot is taken when the upgrade is admitted, so a burst of simultaneous
  * upgrades cannot overshoot the limits. A slot whose socket never opens (the
- * client went away mid-handshake) is given back after `pendingMs`.
+ * client went away mid-handshake) is given back after `pendingMs`. One timer
+ * serves every pending slot (armed for the oldest), not one timer per upgrade.
  */
 export class ConnectionGate {
   #total = 0;
@@ -25,6 +26,9 @@ export class ConnectionGate {
   #maxPerIp: number;
   #clock: Clock;
   #pendingMs: number;
+  /** Admitted, not yet opened nor released; insertion order is deadline order. */
+  #pending = new Set<GateTicket>();
+  #timer: TimerHandle | undefined;
 
   constructor(max: number, maxPerIp: number, clock: Clock, pendingMs = 5_000) {
     this.#max = max;
@@ -44,17 +48,17 @@ export class ConnectionGate {
   }
 
   /** Gives back a slot (GateTicket.release). */
-  _free(ip: string, timer: TimerHandle | undefined): void {
-    if (timer !== undefined) this.#clock.clearTimeout(timer);
+  _free(ticket: GateTicket, ip: string): void {
+    this.#pending.delete(ticket);
     this.#total--;
     const left = (this.#perIp.get(ip) ?? 1) - 1;
     if (left <= 0) this.#perIp.delete(ip);
     else this.#perIp.set(ip, left);
   }
 
-  /** Cancels a ticket's pending timeout (GateTicket.opened). */
-  _opened(timer: TimerHandle | undefined): void {
-    if (timer !== undefined) this.#clock.clearTimeout(timer);
+  /** The ticket's socket opened: it keeps its slot until released (GateTicket.opened). */
+  _opened(ticket: GateTicket): void {
+    this.#pending.delete(ticket);
   }
 
   admit(ip: string): Admission {
@@ -63,33 +67,47 @@ export class ConnectionGate {
     if (this.#maxPerIp > 0 && held >= this.#maxPerIp) return { ok: false, reason: "max_connections_per_ip" };
     this.#total++;
     this.#perIp.set(ip, held + 1);
-    const ticket = new GateTicket(this, ip);
-    ticket.timer = this.#clock.setTimeout(() => ticket.release(), this.#pendingMs);
+    const ticket = new GateTicket(this, ip, this.#clock.now() + this.#pendingMs);
+    this.#pending.add(ticket);
+    if (this.#timer === undefined) this.#arm(this.#pendingMs);
     return { ok: true, ticket };
+  }
+
+  #arm(ms: number): void {
+    this.#timer = this.#clock.setTimeout(() => this.#expire(), ms);
+  }
+
+  /** Releases the pending slots whose time is up, then waits for the next oldest. */
+  #expire(): void {
+    this.#timer = undefined;
+    const now = this.#clock.now();
+    for (const ticket of this.#pending) {
+      if (ticket.deadline > now) return this.#arm(ticket.deadline - now);
+      ticket.release();
+    }
   }
 }
 
 /** A slot held by one connection: a few fields, no closures (it lives as long as the connection). */
 class GateTicket implements Ticket {
-  timer: TimerHandle | undefined;
+  readonly deadline: number;
   #gate: ConnectionGate | undefined;
   #ip: string;
 
-  constructor(gate: ConnectionGate, ip: string) {
+  constructor(gate: ConnectionGate, ip: string, deadline: number) {
     this.#gate = gate;
     this.#ip = ip;
+    this.deadline = deadline;
   }
 
   opened(): void {
-    this.#gate?._opened(this.timer);
-    this.timer = undefined;
+    this.#gate?._opened(this);
   }
 
   release(): void {
     const gate = this.#gate;
     if (gate === undefined) return;
     this.#gate = undefined;
-    gate._free(this.#ip, this.timer);
-    this.timer = undefined;
+    gate._free(this, this.#ip);
   }
 }

@@ -9,6 +9,8 @@ const KEY = /^[A-Za-z0-9+/]{22}==$/;
 
 function hasToken(header: string | undefined, token: string): boolean {
   if (!header) return false;
+  // The usual single value needs no split.
+  if (header.length === token.length) return header.toLowerCase() === token;
   return header.split(",").some((t) => t.trim().toLowerCase() === token);
 }
 

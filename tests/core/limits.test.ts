@@ -185,6 +185,33 @@ describe("ConnectionGate", () => {
     clock.advance(10_000);
     assert.equal(gate.total, 0);
   });
+
+  it("frees each never-opened slot at its own deadline with one timer for all of them", () => {
+    const clock = new FakeClock();
+    const gate = new ConnectionGate(0, 0, clock, 1_000);
+    const tickets = [];
+    for (let i = 0; i < 5; i++) {
+      const admission = gate.admit(`ip${i}`);
+      assert.ok(admission.ok);
+      if (admission.ok) tickets.push(admission.ticket);
+      clock.advance(300);
+    }
+    // Admitted at 0, 300, 600, 900 and 1200 ms; now at 1500 ms.
+    assert.equal(clock.pending, 1);
+    tickets[2]!.opened();
+    tickets[1]!.release(); // already expired: no second release
+    assert.equal(gate.total, 3); // the first two expired at 1000 and 1300 ms
+    clock.advance(200); // 1700: not yet the fourth's deadline (1900)
+    assert.equal(gate.total, 3);
+    clock.advance(200); // 1900: the fourth goes
+    assert.equal(gate.total, 2);
+    clock.advance(300); // 2200: the fifth goes; the opened third stays
+    assert.equal(gate.total, 1);
+    assert.equal(gate.ips, 1);
+    assert.equal(clock.pending, 0);
+    tickets[2]!.release();
+    assert.equal(gate.total, 0);
+  });
 });
 
 describe("Room slow consumers and a large history", () => {

@@ -31,6 +31,19 @@ describe("createApp()", () => {
     assert.equal(again.status, 304);
   });
 
+  it("puts the security headers on refused upgrades but not on the upgrade itself", async () => {
+    const { app, upgraded } = await setup();
+    const refused = await app.request("/ws/Bad%20Room", { headers: WS_HEADERS });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.headers.get("x-content-type-options"), "nosniff");
+    assert.match(refused.headers.get("content-security-policy") ?? "", /default-src 'self'/);
+    const accepted = await app.request("/ws/general?name=ann", { headers: WS_HEADERS });
+    assert.equal(upgraded.length, 1);
+    assert.equal(await accepted.text(), "upgraded");
+    assert.equal(accepted.headers.get("content-security-policy"), null);
+    assert.equal(accepted.headers.get("x-content-type-options"), null);
+  });
+
   it("answers /healthz with status ok as JSON", async () => {
     const { app } = await setup();
     const res = await app.request("/healthz");
