@@ -128,6 +128,8 @@ const OURS_ENV = {
 const SERVERS: ServerSpec[] = [
   { id: "ours-node", label: "ShootaWall Node", runtime: "node", ours: true, proto: "ours", cmd: NODE, args: ["dist/main.js"], env: OURS_ENV },
   { id: "ours-deno", label: "ShootaWall Deno", runtime: "deno", ours: true, proto: "ours", cmd: DENO, args: ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-write", "src/main.ts"], env: OURS_ENV },
+  // DENO_HTTP=node: the same source on Deno through node:http and ws (the Node adapter), for comparison.
+  { id: "ours-deno-node", label: "ShootaWall Deno node:http", runtime: "deno", ours: true, proto: "ours", cmd: DENO, args: ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-write", "src/main.ts"], env: { ...OURS_ENV, DENO_HTTP: "node" } },
   { id: "ours-bun", label: "ShootaWall Bun", runtime: "bun", ours: true, proto: "ours", cmd: BUN, args: ["run", "src/main.ts"], env: OURS_ENV },
   { id: "ours-node-file", label: "ShootaWall Node+file", runtime: "node", ours: true, proto: "ours", cmd: NODE, args: ["dist/main.js"], env: { ...OURS_ENV, STORE: "file", FSYNC: "always" }, scenarios: ["fanout", "chatty"] },
   { id: "ws-node", label: "bare ws (Node)", runtime: "node", ours: false, proto: "ours", cmd: NODE, args: ["scripts/bench/peers/ws-node.mjs"] },

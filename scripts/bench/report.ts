@@ -122,7 +122,19 @@ export function evaluateTargets(res: Results): Target[] {
   add("Node CPU/delivery <= 0.5x bare ws", ratio(cpu(s["ours-node"]), cpu(s["ws-node"])), (v) => v <= 0.5, x);
   add("Bun CPU/delivery <= 1.2x Bun publish", ratio(cpu(s["ours-bun"]), cpu(s["bun-native"])), (v) => v <= 1.2, x);
   add("Deno CPU/delivery <= 1.0x bare Deno", ratio(cpu(s["ours-deno"]), cpu(s["deno-bare"])), (v) => v <= 1.0, x);
+  add("Deno with DENO_HTTP=node: CPU/delivery <= 1.0x bare Deno", ratio(cpu(s["ours-deno-node"]), cpu(s["deno-bare"])), (v) => v <= 1.0, x);
   const kb = (v: number) => `${v.toFixed(2)} kB`;
+  const bareDenoIdle = largestIdle(s["deno-bare"]);
+  for (const id of ["ours-deno", "ours-deno-node"]) {
+    const mine = largestIdle(s[id]);
+    const same = mine && bareDenoIdle && mine.n === bareDenoIdle.n ? bareDenoIdle : undefined;
+    add(
+      `${s[id]?.label ?? id}: idle memory/conn <= bare Deno's (N=${mine?.n ?? "-"}${same ? `, bare ${same.perConnKb.toFixed(2)} kB` : ""})`,
+      same ? mine!.perConnKb / same.perConnKb : undefined,
+      (v) => v <= 1.0,
+      x,
+    );
+  }
   add(`Node idle memory/conn <= 10 kB (N=${largestIdle(s["ours-node"])?.n ?? "-"})`, largestIdle(s["ours-node"])?.perConnKb, (v) => v <= 10, kb);
   add(`Bun idle memory/conn <= 4 kB (N=${largestIdle(s["ours-bun"])?.n ?? "-"})`, largestIdle(s["ours-bun"])?.perConnKb, (v) => v <= 4, kb);
   for (const id of ["ours-node", "ours-deno", "ours-bun"]) {
@@ -226,6 +238,7 @@ export function renderTable(res: Results): string {
   pair("ours-node", "sio-node");
   pair("ours-bun", "bun-native");
   pair("ours-deno", "deno-bare");
+  pair("ours-deno-node", "deno-bare");
   lines.push("", "targets (issue #6):");
   for (const t of res.targets) lines.push(`  [${t.pass === null ? " -- " : t.pass ? "PASS" : "FAIL"}] ${t.target}: ${t.value}`);
   const warnings: string[] = [];
