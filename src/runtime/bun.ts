@@ -81,31 +81,39 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
 /**
  * Bun's ServerWebSocket as the Room's socket: `bufferedAmount` comes from
  * getBufferedAmount(), and a send Bun dropped (status 0) throws, so the Room
- * closes that peer instead of silently losing a message for it.
+ * closes that peer instead of silently losing a message for it. A class, so that
+ * a connection holds one small object rather than a closure per method.
  */
-const RAW = Symbol("bun socket");
+class BunSocket implements WebSocketLike {
+  readonly raw: ServerWebSocket<unknown>;
+
+  constructor(raw: ServerWebSocket<unknown>) {
+    this.raw = raw;
+  }
+
+  get readyState(): number {
+    return this.raw.readyState;
+  }
+
+  get bufferedAmount(): number {
+    return this.raw.getBufferedAmount();
+  }
+
+  send(data: string): void {
+    if (this.raw.send(data) === 0) throw new Error("Bun dropped the frame");
+  }
+
+  close(code?: number, reason?: string): void {
+    this.raw.close(code, reason);
+  }
+}
 
 function rawOf(socket: WebSocketLike): ServerWebSocket<unknown> {
-  return (socket as unknown as { [RAW]: ServerWebSocket<unknown> })[RAW];
+  return (socket as BunSocket).raw;
 }
 
 function bunSocket(raw: ServerWebSocket<unknown>): WebSocketLike {
-  const socket: WebSocketLike & { [RAW]: ServerWebSocket<unknown> } = {
-    [RAW]: raw,
-    get readyState() {
-      return raw.readyState;
-    },
-    get bufferedAmount() {
-      return raw.getBufferedAmount();
-    },
-    send(data: string) {
-      if (raw.send(data) === 0) throw new Error("Bun dropped the frame");
-    },
-    close(code?: number, reason?: string) {
-      raw.close(code, reason);
-    },
-  };
-  return socket;
+  return new BunSocket(raw);
 }
 
 /**
