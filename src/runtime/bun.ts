@@ -43,6 +43,10 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
       ...websocket,
       open(ws) {
         heartbeat.add(ws);
+        // hono/bun keeps the upgrade's URL in ws.data and parses it into a new URL for the context
+        // of every event (every incoming frame). Nothing here reads a context's url: dropping it
+        // saves a URL per connection and a URL parse per frame.
+        (ws.data as { url?: unknown }).url = undefined;
         return websocket.open(ws);
       },
       close(ws, code, reason) {
