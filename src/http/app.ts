@@ -144,8 +144,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (!c.req.header("upgrade")) return c.text(text(handshake.message), handshake.status, handshake.headers);
       return refuse(c, "bad_handshake", handshake.status, handshake.message, handshake.headers);
     }
-    const judged = auth.admitUpgrade(c, room);
-    const verdict = judged instanceof Promise ? await judged : judged;
+    const verdict = await auth.admitUpgrade(c, room);
     if (!verdict.ok) return refuse(c, verdict.reason, verdict.status, verdict.message);
     const admission = deps.gate.admit(deps.clientIp(c));
     if (!admission.ok) {
@@ -153,10 +152,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
         ? refuse(c, admission.reason, 503, "Server busy: too many connections; try again later", { "Retry-After": "5" })
         : refuse(c, admission.reason, 429, "Too many connections from your address; close some tabs and retry", { "Retry-After": "5" });
     }
-    // An open room is taken as it is: no promise to wait for on the common path.
-    let opened = deps.rooms.peek(room);
+    let opened;
     try {
-      opened ??= await deps.rooms.get(room);
+      opened = await deps.rooms.get(room);
     } catch (err) {
       admission.ticket.release();
       deps.log.error("room_open_failed", { room, error: String(err) });

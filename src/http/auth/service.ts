@@ -193,7 +193,7 @@ export class AuthService {
    * Judges a WebSocket upgrade to `room` before it happens: the subprotocol offer, the Origin,
    * then (auth on) the credentials (ticket, bearer token or session cookie) and the room.
    */
-  admitUpgrade(c: Context, room: string): UpgradeVerdict | Promise<UpgradeVerdict> {
+  async admitUpgrade(c: Context, room: string): Promise<UpgradeVerdict> {
     const offered = offeredProtocols(c.req.header("sec-websocket-protocol"));
     const bearer = bearerToken(offered);
     if (bearer === null) return refuse(400, "bad_protocol", "Bad handshake: offer at most one bearer token");
@@ -202,12 +202,8 @@ export class AuthService {
     }
     const origin = this.checkOrigin(c);
     if (!origin.ok) return refuse(403, "bad_origin", origin.message);
-    // Open mode answers at once (no promise per upgrade); credentials may need the store.
-    if (this.mode === "open") return ADMITTED;
-    return this.#admitCredentials(c, room, bearer);
-  }
+    if (this.mode === "open") return { ok: true };
 
-  async #admitCredentials(c: Context, room: string, bearer: string | undefined): Promise<UpgradeVerdict> {
     let identity: Identity | undefined;
     const ticket = c.req.query("ticket");
     if (ticket !== undefined) {
@@ -371,8 +367,6 @@ export class AuthService {
     return identity.sid === undefined || !this.#p.sessions?.isRevoked(identity.sid);
   }
 }
-
-const ADMITTED: UpgradeVerdict = Object.freeze({ ok: true });
 
 function refuse(status: 400 | 401 | 403 | 503, reason: string, message: string): UpgradeVerdict {
   return { ok: false, status, reason, message };
