@@ -83,15 +83,6 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     // shootawall.v1 when offered, else the first offered; never a "bearer.<token>" entry.
     handleProtocols: (protocols) => selectSubprotocol([...protocols]) ?? false,
   });
-  // The accepted upgrade's response headers (the app's security headers) go into its 101; ws emits
-  // "headers" synchronously inside handleUpgrade, while this is set.
-  let upgradeHeaders: Headers | undefined;
-  wss.on("headers", (lines: string[]) => {
-    upgradeHeaders?.forEach((value, key) => {
-      if (!SKIP_ON_101.has(key)) lines.push(`${key}: ${value}`);
-    });
-  });
-
   const open = (ws: ServerSocket, events: WSEvents<ServerSocket>): void => {
     ws.chat = events;
     heartbeat.add(ws);
@@ -141,15 +132,11 @@ export async function start(opts: StartOptions): Promise<RunningServer> {
     }
     // Gone mid-handshake: the gate gives the slot back after its pending timeout.
     if (socket.destroyed) return;
-    upgradeHeaders = res.headers;
-    try {
-      wss.handleUpgrade(request, socket, head, (ws) => {
-        socket.off("error", ignore);
-        open(ws, events);
-      });
-    } finally {
-      upgradeHeaders = undefined;
-    }
+    // The 101 is ws's own: the app puts no headers on an accepted upgrade (see createApp).
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      socket.off("error", ignore);
+      open(ws, events);
+    });
   };
   server.on("close", () => wss.close());
   // Malformed requests, oversized headers and header timeouts (slowloris) end here.
@@ -213,22 +200,6 @@ const upgradeWebSocket = defineWebSocketHelper<ServerSocket>((c, events) => {
   env[ACCEPT] = events;
   return new Response(null);
 });
-
-/** Response headers a 101 never copies from the app's response (ws writes its own). */
-const SKIP_ON_101 = new Set([
-  "connection",
-  "content-length",
-  "keep-alive",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  "sec-websocket-accept",
-  "sec-websocket-extensions",
-  "sec-websocket-protocol",
-]);
 
 const VALID_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/;
 
