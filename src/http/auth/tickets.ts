@@ -33,18 +33,19 @@ export class TicketStore {
 
   /** A new ticket (32 random bytes, base64url) for `identity`. */
   async issue(identity: Identity): Promise<string> {
+    const ticket = base64url.encode(crypto.getRandomValues(new Uint8Array(32)));
+    const key = await digest(ticket);
+    const held: Identity = { ...identity, via: "ticket" };
     if (this.#shared) {
-      const ticket = base64url.encode(crypto.getRandomValues(new Uint8Array(32)));
-      await this.#shared.putTicket(await digest(ticket), JSON.stringify({ ...identity, via: "ticket" }), this.ttlMs);
+      await this.#shared.putTicket(key, JSON.stringify(held), this.ttlMs);
       return ticket;
     }
     const now = this.#now();
-    for (const [key, t] of this.#tickets) {
-      if (t.expires <= now || this.#tickets.size >= MAX_TICKETS) this.#tickets.delete(key);
+    for (const [old, t] of this.#tickets) {
+      if (t.expires <= now || this.#tickets.size >= MAX_TICKETS) this.#tickets.delete(old);
       else break; // insertion order is expiry order
     }
-    const ticket = base64url.encode(crypto.getRandomValues(new Uint8Array(32)));
-    this.#tickets.set(await digest(ticket), { identity: { ...identity, via: "ticket" }, expires: now + this.ttlMs });
+    this.#tickets.set(key, { identity: held, expires: now + this.ttlMs });
     return ticket;
   }
 
