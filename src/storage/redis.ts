@@ -230,10 +230,12 @@ export class RedisStore implements Store {
   #heartbeat?: ReturnType<typeof setInterval>;
   #closed = false;
   #authChannel: string;
+  #commandTimeoutMs: number;
   #revokeListeners: ((sid: string, expS: number) => void)[] = [];
 
   private constructor(opts: RedisStoreOptions) {
     this.#opts = opts;
+    this.#commandTimeoutMs = opts.commandTimeoutMs ?? 3000;
     this.instance = opts.instance ?? crypto.randomUUID().slice(0, 13);
     const common: RedisOptions = {
       connectionName: `shootawall:${this.instance}`,
@@ -249,14 +251,14 @@ export class RedisStore implements Store {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
-      commandTimeout: opts.commandTimeoutMs ?? 3000,
+      commandTimeout: this.#commandTimeoutMs,
       enableAutoPipelining: true,
     });
     this.#sub = new Redis(opts.url, { ...common, autoResubscribe: true, maxRetriesPerRequest: null });
     for (const script of Object.keys(SCRIPTS) as ScriptName[]) this.#cmd.defineCommand(script, { lua: SCRIPTS[script] });
     this.#watch(this.#cmd, "cmd");
     this.#watch(this.#sub, "sub");
-    this.#authChannel = `${opts.prefix}auth:revoked`;
+    this.#authChannel = this.#authKey("revoked");
     this.#sub.on("message", (channel: string, payload: string) => {
       if (channel === this.#authChannel) this.#revoked(payload);
       else this.#logs.get(channel)?.receive(payload);
@@ -330,7 +332,7 @@ export class RedisStore implements Store {
 
   /** Tickets and logouts for every instance. */
   sharedAuth(): SharedAuthState {
-    const key = (k: string) => `${this.#opts.prefix}auth:${k}`;
+    const key = (k: string) => this.#authKey(k);
     const unavailable = (err: unknown) => new StoreUnavailableError(`Redis: ${reasonOf(err)}`);
     return {
       putTicket: async (k, value, ttlMs) => {
@@ -356,10 +358,20 @@ export class RedisStore implements Store {
         this.#revokeListeners.push(cb);
         if (!this.#ready) throw unavailable("Redis is unreachable");
         // Subscribed first, then the recorded ones read: no logout falls in between.
-        await withTimeout(this.#sub.subscribe(this.#authChannel), this.#opts.commandTimeoutMs ?? 3000, "subscribe");
+        await this.#subscribe(this.#authChannel);
         if (!await this.#loadRevoked()) throw unavailable("cannot read the recorded logouts");
       },
     };
+  }
+
+  /** Subscribes, waiting at most the command timeout (else it would wait for a reconnect). */
+  async #subscribe(channel: string): Promise<void> {
+    await withTimeout(this.#sub.subscribe(channel), this.#commandTimeoutMs, "subscribe");
+  }
+
+  /** A sign-in key (tickets, the revoked set); the logout channel has the revoked set's name. */
+  #authKey(k: string): string {
+    return `${this.#opts.prefix}auth:${k}`;
   }
 
   #revoked(payload: string): void {
@@ -372,7 +384,7 @@ export class RedisStore implements Store {
   async #loadRevoked(): Promise<boolean> {
     if (this.#revokeListeners.length === 0 || !this.#ready) return false;
     try {
-      const flat = await this.#cmd.zrangebyscore(`${this.#opts.prefix}auth:revoked`, Math.floor(Date.now() / 1000), "+inf", "WITHSCORES");
+      const flat = await this.#cmd.zrangebyscore(this.#authKey("revoked"), Math.floor(Date.now() / 1000), "+inf", "WITHSCORES");
       for (let i = 0; i + 1 < flat.length; i += 2) {
         for (const cb of this.#revokeListeners) cb(flat[i] as string, Number(flat[i + 1]));
       }
@@ -422,7 +434,7 @@ export class RedisStore implements Store {
     previous?.detach();
     try {
       // Subscribed before the state is read, so nothing published in between is missed.
-      await withTimeout(this.#sub.subscribe(channel), this.#opts.commandTimeoutMs ?? 3000, "subscribe");
+      await this.#subscribe(channel);
       const [epoch, seq, entries, online] = await this.run("swOpen", [
         this.key(room, "meta"),
         this.key(room, "log"),
