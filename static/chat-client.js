@@ -687,7 +687,7 @@ export class ChatClient {
       if (ws !== this.#ws) return;
       this.#onSocketClosed(event.code ?? 1006, event.reason ?? "", opened);
     };
-    ws.onerror = () => {}; // a close event follows
+    ws.onerror = ignore; // a close event follows
   }
 
   /**
