@@ -113,6 +113,17 @@ const flatDelta = (r?: ServerResult) => {
 const idleAt = (r: ServerResult | undefined, n: number) => r?.idle?.find((x) => x.n === n);
 const largestIdle = (r?: ServerResult) => r?.idle?.[r.idle.length - 1];
 
+const signed = (v: number) => `${v >= 0 ? "+" : ""}${(v * 100).toFixed(0)}%`;
+
+/** Where flat CPU grew: the server's own (user) CPU per delivery and the kernel's (system) part. */
+function flatSplit(f: ServerResult["flat"]): string {
+  if (!f || f.length < 2 || f.some((y) => y.serverSysShare === undefined)) return "";
+  const a = f[0]!, b = f[f.length - 1]!;
+  const user = (y: typeof a) => y.cpuUsPerDelivery * (1 - y.serverSysShare!);
+  const sys = (y: typeof a) => y.cpuUsPerDelivery * y.serverSysShare!;
+  return ` (user ${signed(user(b) / user(a) - 1)}, kernel ${signed(sys(b) / sys(a) - 1)})`;
+}
+
 export function evaluateTargets(res: Results): Target[] {
   const s = res.servers;
   const out: Target[] = [];
@@ -149,23 +160,13 @@ export function evaluateTargets(res: Results): Target[] {
       pass: !r ? null : clamped ? null : r.held >= 20000 && r.probeDelivered >= 20000,
     });
   }
-  const signed = (v: number) => `${v >= 0 ? "+" : ""}${(v * 100).toFixed(0)}%`;
   for (const id of ["ours-node", "ours-deno", "ours-bun"]) {
     const f = s[id]?.flat;
-    // Where the growth is: the server's own (user) CPU per delivery and the kernel's (system) share.
-    const split = f && f.length >= 2 && f.every((y) => y.serverSysShare !== undefined)
-      ? (() => {
-        const a = f[0]!, b = f[f.length - 1]!;
-        const user = (y: typeof a) => y.cpuUsPerDelivery * (1 - y.serverSysShare!);
-        const sys = (y: typeof a) => y.cpuUsPerDelivery * y.serverSysShare!;
-        return ` (user ${signed(user(b) / user(a) - 1)}, kernel ${signed(sys(b) / sys(a) - 1)})`;
-      })()
-      : "";
     add(
       `${s[id]?.label ?? id}: CPU/delivery flat within 15% (${f?.map((y) => y.receivers).join(" -> ") ?? "-"} receivers)`,
       flatDelta(s[id]),
       (v) => Math.abs(v) <= 0.15,
-      (v) => signed(v) + split,
+      (v) => signed(v) + flatSplit(f),
     );
   }
   for (const id of ["ours-node", "ours-deno", "ours-bun"]) {
