@@ -2,13 +2,15 @@
 //
 //   node --import tsx scripts/bench.ts [--quick | --full] [--only=ours-node,ws-node,...] [--scenarios=fanout,idle,chatty,flat]
 //   node --import tsx scripts/bench.ts --profile      # CPU profile of our Node server during fan-out
+//   node --import tsx scripts/bench.ts --profile=ID   # the same for another Node or Deno server (ours-deno, deno-bare, ws-node, ...)
 //
 //   --quick  about 2 minutes: fan-out 200 receivers x 500 messages, idle N=1000, chatty 3 s, flat 100/1000
 //   (none)   fan-out 1000 x 2000 (16 in flight), idle N=5000, chatty 100 clients 10 s, flat 100/5000
 //   --full   the default plus idle N=20000 (about 10-15 minutes)
 //   --workers=N  generator worker threads (default 2); --no-build skips `tsc -p tsconfig.build.json`
 //   --chatty-rate=R  messages per second per chatty client (default 5: 100 clients -> 50k deliveries/s)
-//   --repeat=K  fan-out runs per server, best CPU/delivery wins (default 2; 1 with --quick)
+//   --repeat=K  fan-out rounds (default 2; 3 with --full; 1 with --quick): each server once per round, next to
+//               its peer; CPU ratios are judged round by round (median), each server's headline is its best run
 //   --out=FILE  write the JSON there instead (latest.json and docs/bench.svg untouched)
 //   --fanout=RxM  fan-out size instead of the mode's (e.g. --profile --fanout=5000x200)
 //   --report[=FILE]  print the table of a saved run (default: latest.json) and redraw docs/bench.svg
@@ -59,7 +61,8 @@ if (REPORT) {
 
 const QUICK = flag("quick");
 const FULL = flag("full");
-const PROFILE = flag("profile");
+const PROFILE_ID = flag("profile") ? "ours-node" : option("profile");
+const PROFILE = PROFILE_ID !== undefined;
 const CORES = os.cpus().length;
 const TASKSET = which("taskset");
 const PIN = TASKSET !== undefined && CORES >= 2;
@@ -76,7 +79,7 @@ interface Sizes {
 }
 
 const CHATTY_RATE = Number(option("chatty-rate") ?? 5);
-const REPEAT = Math.max(1, Number(option("repeat") ?? (QUICK ? 1 : 2)));
+const REPEAT = Math.max(1, Number(option("repeat") ?? (QUICK ? 1 : FULL ? 3 : 2)));
 const SIZES: Sizes = QUICK
   ? {
     fanout: { receivers: 200, messages: 500, inflight: 16 },
@@ -138,6 +141,9 @@ const SERVERS: ServerSpec[] = [
   { id: "deno-bare", label: "bare Deno", runtime: "deno", ours: false, proto: "ours", cmd: DENO, args: ["run", "--allow-net", "--allow-env", "scripts/bench/peers/deno-bare.ts"], env: { DENO_NO_UPDATE_CHECK: "1" } },
 ];
 
+/** Fan-out order within a round: each ShootaWall server right next to the peer it is compared with. */
+const FANOUT_ORDER = ["ours-node", "ws-node", "sio-node", "ours-node-file", "ours-deno", "deno-bare", "ours-deno-node", "ours-bun", "bun-native"];
+
 function wsPath(spec: ServerSpec, name: string): string {
   return spec.proto === "sio" ? `/socket.io/?EIO=4&transport=websocket&name=${name}` : `/ws/bench?name=${name}`;
 }
@@ -166,9 +172,10 @@ const since = (srv: ServerProcess, m: ReturnType<typeof meter>) => sincePids([sr
  */
 const quiet = quietWaiter(Number(option("quiet-wait") ?? (QUICK ? 20 : 180)) * 1000);
 
-async function startServer(spec: ServerSpec, extraNodeArgs: string[] = []): Promise<ServerProcess> {
+async function startServer(spec: ServerSpec, runtimeArgs: string[] = []): Promise<ServerProcess> {
   await quiet.wait();
-  const args = spec.runtime === "node" ? [...extraNodeArgs, ...spec.args] : spec.args;
+  // Runtime flags go before the script on Node, after `run` on Deno.
+  const args = spec.runtime === "node" ? [...runtimeArgs, ...spec.args] : spec.runtime === "deno" ? [spec.args[0]!, ...runtimeArgs, ...spec.args.slice(1)] : spec.args;
   // Our server gets a fresh temporary DATA_DIR (file store, users): nothing is written into the repo.
   return startWithDataDir(spec.cmd, args, { cwd: ROOT, env: { ...spec.env }, core: PIN ? 0 : undefined, dataDir: spec.ours });
 }
@@ -178,8 +185,8 @@ function runWindow(gen: Gen, sender: RawClient, activeWorkers: number, doneCount
   return runIds(gen, (id) => sender.sendChat(markerText(id, nowUs(), 0, textBytes), id), activeWorkers, doneCount, from, to, inflight, timeoutMs, onProgress);
 }
 
-async function fanout(gen: Gen, spec: ServerSpec, receivers: number, messages: number, inflight: number, opts: { extraNodeArgs?: string[] } = {}): Promise<FanoutResult> {
-  const srv = await startServer(spec, opts.extraNodeArgs);
+async function fanout(gen: Gen, spec: ServerSpec, receivers: number, messages: number, inflight: number, opts: { runtimeArgs?: string[] } = {}): Promise<FanoutResult> {
+  const srv = await startServer(spec, opts.runtimeArgs);
   try {
     const conn = await connectTo(gen, srv, spec, receivers, "rx");
     if (conn.ready === 0) throw new Error(`no receiver connected: ${JSON.stringify(conn.reasons)}`);
@@ -360,18 +367,22 @@ async function profileRun(gen: Gen): Promise<void> {
   const dir = join(ROOT, "scripts", "bench", "results", "profile");
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const spec = SERVERS.find((s) => s.id === "ours-node")!;
+  const spec = SERVERS.find((s) => s.id === PROFILE_ID);
+  if (!spec || (spec.runtime !== "node" && spec.runtime !== "deno")) {
+    throw new Error(`--profile=${PROFILE_ID}: not a Node or Deno server (${SERVERS.filter((s) => s.runtime !== "bun").map((s) => s.id).join(", ")})`);
+  }
   const f = SIZES.fanout;
   console.log(`profiling ${spec.label}: fan-out ${f.receivers} x ${f.messages} under --cpu-prof ...`);
-  const r = await fanout(gen, spec, f.receivers, f.messages, f.inflight, { extraNodeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`] });
+  const r = await fanout(gen, spec, f.receivers, f.messages, f.inflight, { runtimeArgs: ["--cpu-prof", `--cpu-prof-dir=${dir}`] });
   console.log(`(profiled run: ${Math.round(r.deliveriesPerS)} deliveries/s, ${r.cpuUsPerDelivery.toFixed(2)} us CPU/delivery, profiler overhead included)`);
   const file = readdirSync(dir).find((n) => n.endsWith(".cpuprofile"));
   if (!file) throw new Error("no .cpuprofile written");
   // Only the samples of the measured send phase (V8's profile clock and ours are both CLOCK_MONOTONIC).
   const summary = summariseProfile(JSON.parse(readFileSync(join(dir, file), "utf8")), ROOT, r.windowUs);
-  writeFileSync(join(ROOT, "scripts", "bench", "results", "profile.json"), JSON.stringify({ date: new Date().toISOString(), git: gitState(ROOT), run: r, ...summary }, null, 2) + "\n");
+  const name = spec.id === "ours-node" ? "profile.json" : `profile-${spec.id}.json`;
+  writeFileSync(join(ROOT, "scripts", "bench", "results", name), JSON.stringify({ date: new Date().toISOString(), git: gitState(ROOT), server: spec.id, run: r, ...summary }, null, 2) + "\n");
   console.log(summary.text);
-  console.log(`\nraw profile: scripts/bench/results/profile/${file}; summary: scripts/bench/results/profile.json`);
+  console.log(`\nraw profile: scripts/bench/results/profile/${file}; summary: scripts/bench/results/${name}`);
 }
 
 async function main(): Promise<void> {
@@ -379,7 +390,7 @@ async function main(): Promise<void> {
   const fds = openFilesLimit("self");
   if (!PIN) console.warn(`WARNING: not pinning (taskset ${TASKSET ? "found" : "missing"}, ${CORES} cores): numbers are noisier`);
   if (fds < 30000) console.warn(`WARNING: open files limit is ${fds}; large connection counts will fail (run as a user who may raise ulimit -n)`);
-  if (!flag("no-build") && (!option("only") || option("only")!.includes("ours-node") || PROFILE)) console.log(build(ROOT));
+  if (!flag("no-build") && (!option("only") || option("only")!.includes("ours-node") || PROFILE_ID === "ours-node")) console.log(build(ROOT));
   const gen = new Gen(Number(option("workers") ?? 2));
   process.on("SIGINT", () => (killAllStarted(), process.exit(130)));
   try {
@@ -406,56 +417,62 @@ async function main(): Promise<void> {
       servers: {},
       targets: [],
     };
+    const scenariosOf = (spec: ServerSpec) => chosen.filter((x) => !spec.scenarios || spec.scenarios.includes(x));
+    const attempt = async <T>(spec: ServerSpec, what: string, fn: () => Promise<T>): Promise<T | undefined> => {
+      const t = performance.now();
+      process.stdout.write(`${spec.label.padEnd(18)} ${what.padEnd(26)} `);
+      try {
+        const out = await fn();
+        console.log(`ok in ${((performance.now() - t) / 1000).toFixed(1)} s  ${brief(out)}`);
+        return out;
+      } catch (err) {
+        const msg = (err as Error).message.split("\n").slice(0, 4).join(" | ");
+        console.log(`FAILED: ${msg}`);
+        results.servers[spec.id]!.errors.push(`${what}: ${msg}`);
+        return undefined;
+      }
+    };
     for (const spec of servers) {
-      const scenarios = chosen.filter((x) => !spec.scenarios || spec.scenarios.includes(x));
-      if (scenarios.length === 0) continue;
-      const r: ServerResult = { id: spec.id, label: spec.label, runtime: spec.runtime, ours: spec.ours, errors: [] };
-      results.servers[spec.id] = r;
-      const attempt = async <T>(what: string, fn: () => Promise<T>): Promise<T | undefined> => {
-        const t = performance.now();
-        process.stdout.write(`${spec.label.padEnd(18)} ${what.padEnd(26)} `);
-        try {
-          const out = await fn();
-          console.log(`ok in ${((performance.now() - t) / 1000).toFixed(1)} s  ${brief(out)}`);
-          return out;
-        } catch (err) {
-          const msg = (err as Error).message.split("\n").slice(0, 4).join(" | ");
-          console.log(`FAILED: ${msg}`);
-          r.errors.push(`${what}: ${msg}`);
-          return undefined;
-        }
-      };
-      const f = SIZES.fanout;
-      // Fan-out runs REPEAT times, first and last in the server's block (other processes on the machine
-      // come and go); the headline is the run with the least CPU/delivery, every run is in the JSON.
-      const fanoutRuns: FanoutResult[] = [];
-      const fanoutOnce = async (k: number) => {
-        const x = await attempt(`fan-out ${f.receivers}x${f.messages}${REPEAT > 1 ? ` #${k}` : ""}`, () => fanout(gen, spec, f.receivers, f.messages, f.inflight));
-        if (x) fanoutRuns.push(x);
-      };
-      if (scenarios.includes("fanout")) await fanoutOnce(1);
+      if (scenariosOf(spec).length === 0) continue;
+      results.servers[spec.id] = { id: spec.id, label: spec.label, runtime: spec.runtime, ours: spec.ours, errors: [] };
+    }
+    const f = SIZES.fanout;
+    // Fan-out runs REPEAT rounds. In each round every server runs once, each ShootaWall server next to
+    // its peer (FANOUT_ORDER), and every other round in reverse order, so the machine's drift (other
+    // processes come and go) hits both sides of a pair alike; the report gives the ratio round by round.
+    // The headline of each server is its run with the least CPU/delivery; every run is in the JSON.
+    const fanoutServers = servers.filter((spec) => results.servers[spec.id] && scenariosOf(spec).includes("fanout"))
+      .sort((a, b) => FANOUT_ORDER.indexOf(a.id) - FANOUT_ORDER.indexOf(b.id));
+    for (let k = 1; k <= REPEAT; k++) {
+      for (const spec of k % 2 === 1 ? fanoutServers : [...fanoutServers].reverse()) {
+        const x = await attempt(spec, `fan-out ${f.receivers}x${f.messages}${REPEAT > 1 ? ` #${k}` : ""}`, () => fanout(gen, spec, f.receivers, f.messages, f.inflight));
+        if (!x) continue;
+        const r = results.servers[spec.id]!;
+        (r.fanoutRuns ??= []).push({ ...x, round: k });
+        if (!r.fanout || x.cpuUsPerDelivery < r.fanout.cpuUsPerDelivery) r.fanout = r.fanoutRuns[r.fanoutRuns.length - 1];
+      }
+    }
+    for (const spec of servers) {
+      const r = results.servers[spec.id];
+      if (!r) continue;
+      const scenarios = scenariosOf(spec);
       if (scenarios.includes("idle")) {
         r.idle = [];
         for (const want of SIZES.idle) {
           // A process cannot hold more sockets than its open-files limit: clamp, and say so.
           const n = Math.min(want, fds - 100);
           if (n < want) console.log(`NOTE: idle N=${want} clamped to ${n}: open files limit ${fds} (ulimit -n could not be raised)`);
-          const x = await attempt(`idle N=${n}`, () => idle(gen, spec, n));
+          const x = await attempt(spec, `idle N=${n}`, () => idle(gen, spec, n));
           if (x) r.idle.push({ ...x, requested: want });
         }
       }
-      if (scenarios.includes("chatty")) r.chatty = await attempt(`chatty ${SIZES.chatty.clients} clients`, () => chatty(gen, spec));
+      if (scenarios.includes("chatty")) r.chatty = await attempt(spec, `chatty ${SIZES.chatty.clients} clients`, () => chatty(gen, spec));
       if (scenarios.includes("flat")) {
         r.flat = [];
         for (const x of SIZES.flat) {
-          const y = await attempt(`flat ${x.receivers}x${x.messages}`, () => fanout(gen, spec, x.receivers, x.messages, f.inflight));
+          const y = await attempt(spec, `flat ${x.receivers}x${x.messages}`, () => fanout(gen, spec, x.receivers, x.messages, f.inflight));
           if (y) r.flat.push(y);
         }
-      }
-      if (scenarios.includes("fanout")) for (let k = 2; k <= REPEAT; k++) await fanoutOnce(k);
-      if (fanoutRuns.length) {
-        r.fanout = fanoutRuns.reduce((a, b) => (b.cpuUsPerDelivery < a.cpuUsPerDelivery ? b : a));
-        r.fanoutRuns = fanoutRuns;
       }
     }
     results.meta.durationS = (performance.now() - t0) / 1000;

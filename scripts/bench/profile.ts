@@ -1,4 +1,4 @@
-// Summarises a V8 .cpuprofile (node --cpu-prof): self time per function and per area, and inclusive
+// Summarises a V8 .cpuprofile (node --cpu-prof, deno run --cpu-prof): self time per function and per area, and inclusive
 // time of ShootaWall's own functions.
 
 interface CallFrame {
@@ -27,6 +27,9 @@ export interface ProfileRow {
   selfPct: number;
 }
 
+/** Our own code: dist/ on Node, src/ (run as TypeScript) on Deno. */
+const OURS = /\/(?:dist|src)\/(.*)$/;
+
 function area(url: string, fn: string): string {
   if (fn === "(garbage collector)") return "GC";
   if (fn === "(program)" || fn === "(idle)" || fn === "(root)") return fn;
@@ -37,7 +40,8 @@ function area(url: string, fn: string): string {
   if (url.includes("/node_modules/valibot/")) return "valibot";
   if (url.includes("/node_modules/")) return "other packages";
   if (url.startsWith("node:")) return "Node internals";
-  const m = /\/dist\/(.*)$/.exec(url);
+  if (url.startsWith("ext:")) return "Deno internals";
+  const m = OURS.exec(url);
   if (m) return `ShootaWall ${m[1]}`;
   return url;
 }
@@ -92,7 +96,7 @@ export function summariseProfile(p: CpuProfile, root: string, window?: { from: n
     const seen = new Set<string>();
     for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
       const cf = byId.get(cur)!.callFrame;
-      if (!cf.url.includes("/dist/")) continue;
+      if (cf.url.includes("/node_modules/") || !OURS.test(cf.url)) continue;
       const key = `${cf.functionName || "(anonymous)"} ${where(cf.url, cf.lineNumber, root)}`;
       if (seen.has(key)) continue;
       seen.add(key);
