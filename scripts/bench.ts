@@ -1,6 +1,6 @@
 // ShootaWall benchmark against its peers (issue #6). One command:
 //
-//   node --import tsx scripts/bench.ts [--quick | --full] [--only=ours-node,ws-node,...] [--scenarios=fanout,idle,chatty,flat]
+//   node --import tsx scripts/bench.ts [--quick | --full] [--only=ours-node,ws-node,...] [--scenarios=fanout,idle,chatty,chatty-low,flat]
 //   node --import tsx scripts/bench.ts --profile      # CPU profile of our Node server during fan-out
 //   node --import tsx scripts/bench.ts --profile=ID   # the same for another Node or Deno server (ours-deno, deno-bare, ws-node, ...)
 //
@@ -8,7 +8,8 @@
 //   (none)   fan-out 1000 x 2000 (16 in flight), idle N=5000, chatty 100 clients 10 s, flat 100/5000
 //   --full   the default plus idle N=20000 (about 10-15 minutes)
 //   --workers=N  generator worker threads (default 2); --no-build skips `tsc -p tsconfig.build.json`
-//   --chatty-rate=R  messages per second per chatty client (default 5: 100 clients -> 50k deliveries/s)
+//   --chatty-rate=R  messages per second per chatty client (default 5: 100 clients -> 50k deliveries/s);
+//               chatty-low runs the same at a fifth of it (the latency tail without queueing)
 //   --repeat=K  fan-out rounds (default 2; 3 with --full; 1 with --quick): each server once per round, next to
 //               its peer; CPU ratios are judged round by round (median), each server's headline is its best run
 //   --out=FILE  write the JSON there instead (latest.json and docs/bench.svg untouched)
@@ -134,7 +135,7 @@ const SERVERS: ServerSpec[] = [
   // DENO_HTTP=node: the same source on Deno through node:http and ws (the Node adapter), for comparison.
   { id: "ours-deno-node", label: "ShootaWall Deno node:http", runtime: "deno", ours: true, proto: "ours", cmd: DENO, args: ["run", "--allow-net", "--allow-read", "--allow-env", "--allow-write", "src/main.ts"], env: { ...OURS_ENV, DENO_HTTP: "node" } },
   { id: "ours-bun", label: "ShootaWall Bun", runtime: "bun", ours: true, proto: "ours", cmd: BUN, args: ["run", "src/main.ts"], env: OURS_ENV },
-  { id: "ours-node-file", label: "ShootaWall Node+file", runtime: "node", ours: true, proto: "ours", cmd: NODE, args: ["dist/main.js"], env: { ...OURS_ENV, STORE: "file", FSYNC: "always" }, scenarios: ["fanout", "chatty"] },
+  { id: "ours-node-file", label: "ShootaWall Node+file", runtime: "node", ours: true, proto: "ours", cmd: NODE, args: ["dist/main.js"], env: { ...OURS_ENV, STORE: "file", FSYNC: "always" }, scenarios: ["fanout", "chatty", "chatty-low"] },
   { id: "ws-node", label: "bare ws (Node)", runtime: "node", ours: false, proto: "ours", cmd: NODE, args: ["scripts/bench/peers/ws-node.mjs"] },
   { id: "sio-node", label: "Socket.IO (Node)", runtime: "node", ours: false, proto: "sio", cmd: NODE, args: ["scripts/bench/peers/socketio-node.mjs"] },
   { id: "bun-native", label: "Bun publish", runtime: "bun", ours: false, proto: "ours", cmd: BUN, args: ["run", "scripts/bench/peers/bun-native.ts"] },
@@ -307,8 +308,8 @@ async function sampleRss(srv: ServerProcess): Promise<number> {
   return xs.sort((a, b) => a - b)[1]!;
 }
 
-async function chatty(gen: Gen, spec: ServerSpec): Promise<ChattyResult> {
-  const { clients, durationMs, ratePerS } = SIZES.chatty;
+async function chatty(gen: Gen, spec: ServerSpec, ratePerS = SIZES.chatty.ratePerS): Promise<ChattyResult> {
+  const { clients, durationMs } = SIZES.chatty;
   const srv = await startServer(spec);
   try {
     const conn = await connectTo(gen, srv, spec, clients, "c{n}");
@@ -396,7 +397,7 @@ async function main(): Promise<void> {
   try {
     if (PROFILE) return await profileRun(gen);
     const only = option("only")?.split(",");
-    const chosen = option("scenarios")?.split(",") ?? ["fanout", "idle", "chatty", "flat"];
+    const chosen = option("scenarios")?.split(",") ?? ["fanout", "idle", "chatty", "chatty-low", "flat"];
     const servers = SERVERS.filter((s) => !only || only.includes(s.id));
     const results: Results = {
       meta: {
@@ -467,6 +468,10 @@ async function main(): Promise<void> {
         }
       }
       if (scenarios.includes("chatty")) r.chatty = await attempt(spec, `chatty ${SIZES.chatty.clients} clients`, () => chatty(gen, spec));
+      if (scenarios.includes("chatty-low")) {
+        const rate = SIZES.chatty.ratePerS / 5;
+        r.chattyLow = await attempt(spec, `chatty ${SIZES.chatty.clients} clients at ${rate}/s`, () => chatty(gen, spec, rate));
+      }
       if (scenarios.includes("flat")) {
         r.flat = [];
         for (const x of SIZES.flat) {

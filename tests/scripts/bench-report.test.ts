@@ -55,3 +55,13 @@ describe("bench report: paired rounds", () => {
     assert.equal(t.value, "0.90x");
   });
 });
+
+describe("bench report: chatty", () => {
+  it("judges the chatty target on the full-rate run and shows the low-rate tail beside it", () => {
+    const chatty = (p50Ms: number, p99Ms: number, ratePerS: number) => ({ p50Ms, p99Ms, ratePerS, deliveries: 1, expected: 1 }) as ServerResult["chatty"];
+    const res = results({ ...server("ours-bun", [run(1, 1)]), chatty: chatty(1, 4, 5), chattyLow: chatty(1, 1.25, 1) });
+    const t = evaluateTargets(res).find((x) => x.target.endsWith("chatty p99 <= 1.5x p50") && x.target.startsWith("ours-bun"))!;
+    assert.equal(t.pass, false);
+    assert.equal(t.value, "4.00x (at 1 message/s per client: 1.25x)");
+  });
+});
