@@ -4,9 +4,9 @@
 //   node --import tsx scripts/bench.ts --profile      # CPU profile of our Node server during fan-out
 //   node --import tsx scripts/bench.ts --profile=ID   # the same for another Node or Deno server (ours-deno, deno-bare, ws-node, ...)
 //
-//   --quick  about 2 minutes: fan-out 200 receivers x 500 messages, idle N=1000, chatty 3 s, flat 100/1000
+//   --quick  about 4 minutes: fan-out 200 receivers x 500 messages, idle N=1000, chatty 3 s, flat 100/1000
 //   (none)   fan-out 1000 x 2000 (16 in flight), idle N=5000, chatty 100 clients 10 s, flat 100/5000
-//   --full   the default plus idle N=20000 (about 10-15 minutes)
+//   --full   the default plus idle N=20000, 3 fan-out rounds (about 20-25 minutes)
 //   --workers=N  generator worker threads (default 2); --no-build skips `tsc -p tsconfig.build.json`
 //   --chatty-rate=R  messages per second per chatty client (default 5: 100 clients -> 50k deliveries/s);
 //               chatty-low runs the same at a fifth of it (the latency tail without queueing)
