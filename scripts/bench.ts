@@ -63,7 +63,6 @@ if (REPORT) {
 const QUICK = flag("quick");
 const FULL = flag("full");
 const PROFILE_ID = flag("profile") ? "ours-node" : option("profile");
-const PROFILE = PROFILE_ID !== undefined;
 const CORES = os.cpus().length;
 const TASKSET = which("taskset");
 const PIN = TASKSET !== undefined && CORES >= 2;
@@ -395,7 +394,7 @@ async function main(): Promise<void> {
   const gen = new Gen(Number(option("workers") ?? 2));
   process.on("SIGINT", () => (killAllStarted(), process.exit(130)));
   try {
-    if (PROFILE) return await profileRun(gen);
+    if (PROFILE_ID !== undefined) return await profileRun(gen);
     const only = option("only")?.split(",");
     const chosen = option("scenarios")?.split(",") ?? ["fanout", "idle", "chatty", "chatty-low", "flat"];
     const servers = SERVERS.filter((s) => !only || only.includes(s.id));
@@ -442,15 +441,16 @@ async function main(): Promise<void> {
     // its peer (FANOUT_ORDER), and every other round in reverse order, so the machine's drift (other
     // processes come and go) hits both sides of a pair alike; the report gives the ratio round by round.
     // The headline of each server is its run with the least CPU/delivery; every run is in the JSON.
-    const fanoutServers = servers.filter((spec) => results.servers[spec.id] && scenariosOf(spec).includes("fanout"))
+    const fanoutServers = servers.filter((spec) => scenariosOf(spec).includes("fanout"))
       .sort((a, b) => FANOUT_ORDER.indexOf(a.id) - FANOUT_ORDER.indexOf(b.id));
     for (let k = 1; k <= REPEAT; k++) {
       for (const spec of k % 2 === 1 ? fanoutServers : [...fanoutServers].reverse()) {
         const x = await attempt(spec, `fan-out ${f.receivers}x${f.messages}${REPEAT > 1 ? ` #${k}` : ""}`, () => fanout(gen, spec, f.receivers, f.messages, f.inflight));
         if (!x) continue;
+        const run = { ...x, round: k };
         const r = results.servers[spec.id]!;
-        (r.fanoutRuns ??= []).push({ ...x, round: k });
-        if (!r.fanout || x.cpuUsPerDelivery < r.fanout.cpuUsPerDelivery) r.fanout = r.fanoutRuns[r.fanoutRuns.length - 1];
+        (r.fanoutRuns ??= []).push(run);
+        if (!r.fanout || run.cpuUsPerDelivery < r.fanout.cpuUsPerDelivery) r.fanout = run;
       }
     }
     for (const spec of servers) {

@@ -96,7 +96,7 @@ export function summariseProfile(p: CpuProfile, root: string, window?: { from: n
     const seen = new Set<string>();
     for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
       const cf = byId.get(cur)!.callFrame;
-      if (cf.url.includes("/node_modules/") || !OURS.test(cf.url)) continue;
+      if (!area(cf.url, cf.functionName).startsWith("ShootaWall ")) continue;
       const key = `${cf.functionName || "(anonymous)"} ${where(cf.url, cf.lineNumber, root)}`;
       if (seen.has(key)) continue;
       seen.add(key);

@@ -117,6 +117,10 @@ const flatDelta = (r?: ServerResult) => {
 const idleAt = (r: ServerResult | undefined, n: number) => r?.idle?.find((x) => x.n === n);
 const largestIdle = (r?: ServerResult) => r?.idle?.[r.idle.length - 1];
 
+const times = (v: number) => `${v.toFixed(2)}x`;
+/** A chatty run's p99 over its p50. */
+const tail = (c?: ChattyResult) => (c ? c.p99Ms / c.p50Ms : undefined);
+
 const signed = (v: number) => `${v >= 0 ? "+" : ""}${(v * 100).toFixed(0)}%`;
 
 /** Where flat CPU grew: the server's own (user) CPU per delivery and the kernel's (system) part. */
@@ -149,10 +153,10 @@ export function pairedRounds(a?: ServerResult, b?: ServerResult): { median: numb
 function cpuRatio(a?: ServerResult, b?: ServerResult): { v: number | undefined; show: string } {
   const best = ratio(cpu(a), cpu(b));
   const paired = pairedRounds(a, b);
-  if (!paired) return { v: best, show: best === undefined ? "" : `${best.toFixed(2)}x` };
+  if (!paired) return { v: best, show: fx(best) + "x" };
   return {
     v: paired.median,
-    show: `${paired.median.toFixed(2)}x (median of ${paired.ratios.length} paired rounds, ${paired.min.toFixed(2)}-${paired.max.toFixed(2)}; best runs ${fx(best)}x)`,
+    show: `${times(paired.median)} (median of ${paired.ratios.length} paired rounds, ${fx(paired.min)}-${fx(paired.max)}; best runs ${fx(best)}x)`,
   };
 }
 
@@ -161,7 +165,6 @@ export function evaluateTargets(res: Results): Target[] {
   const out: Target[] = [];
   const add = (target: string, v: number | undefined, pass: (v: number) => boolean, show: (v: number) => string) =>
     out.push({ target, value: v === undefined ? "not measured" : show(v), pass: v === undefined ? null : pass(v) });
-  const x = (v: number) => `${v.toFixed(2)}x`;
   const addCpu = (target: string, a: string, b: string, limit: number) => {
     const r = cpuRatio(s[a], s[b]);
     add(target, r.v, (v) => v <= limit, () => r.show);
@@ -179,7 +182,7 @@ export function evaluateTargets(res: Results): Target[] {
       `${s[id]?.label ?? id}: idle memory/conn <= bare Deno's (N=${mine?.n ?? "-"}${same ? `, bare ${same.perConnKb.toFixed(2)} kB` : ""})`,
       same ? mine!.perConnKb / same.perConnKb : undefined,
       (v) => v <= 1.0,
-      x,
+      times,
     );
   }
   add(`Node idle memory/conn <= 10 kB (N=${largestIdle(s["ours-node"])?.n ?? "-"})`, largestIdle(s["ours-node"])?.perConnKb, (v) => v <= 10, kb);
@@ -206,10 +209,9 @@ export function evaluateTargets(res: Results): Target[] {
     );
   }
   for (const id of ["ours-node", "ours-deno", "ours-bun"]) {
-    const c = s[id]?.chatty;
     const low = s[id]?.chattyLow;
-    const lowText = low ? ` (at ${low.ratePerS} message/s per client: ${(low.p99Ms / low.p50Ms).toFixed(2)}x)` : "";
-    add(`${s[id]?.label ?? id}: chatty p99 <= 1.5x p50`, c ? c.p99Ms / c.p50Ms : undefined, (v) => v <= 1.5, (v) => x(v) + lowText);
+    const lowText = low ? ` (at ${low.ratePerS} message/s per client: ${times(tail(low)!)})` : "";
+    add(`${s[id]?.label ?? id}: chatty p99 <= 1.5x p50`, tail(s[id]?.chatty), (v) => v <= 1.5, (v) => times(v) + lowText);
   }
   return out;
 }
@@ -267,8 +269,8 @@ export function renderTable(res: Results): string {
       }),
       fx(c?.p50Ms),
       fx(c?.p99Ms),
-      fx(c ? c.p99Ms / c.p50Ms : undefined),
-      fx(r.chattyLow ? r.chattyLow.p99Ms / r.chattyLow.p50Ms : undefined),
+      fx(tail(c)),
+      fx(tail(r.chattyLow)),
       fx(c?.fairnessSpread),
       ...flatNs.map((n) => fx(r.flat?.find((y) => y.receivers === n)?.cpuUsPerDelivery)),
       d === undefined ? "-" : `${d >= 0 ? "+" : ""}${(d * 100).toFixed(0)}%`,
@@ -309,10 +311,12 @@ export function renderTable(res: Results): string {
       }
       if (f.otherUtil > 0.15) warnings.push(`WARNING: other processes used ${pc(f.otherUtil)} of a core during ${what}: numbers disturbed`);
     }
-    if (r.chatty && r.chatty.genUtil > 0.9) warnings.push(`WARNING: the load generator saturated its core on ${r.label} chatty`);
-    if (r.chatty && r.chatty.otherUtil > 0.15) warnings.push(`WARNING: other processes used ${pc(r.chatty.otherUtil)} of a core during ${r.label} chatty: latencies disturbed`);
-    if (r.chatty && r.chatty.deliveries < r.chatty.expected) warnings.push(`WARNING: ${r.label} chatty lost ${r.chatty.expected - r.chatty.deliveries} deliveries`);
-    if (r.chattyLow && r.chattyLow.deliveries < r.chattyLow.expected) warnings.push(`WARNING: ${r.label} chatty-low lost ${r.chattyLow.expected - r.chattyLow.deliveries} deliveries`);
+    for (const [name, c] of [["chatty", r.chatty], ["chatty-low", r.chattyLow]] as const) {
+      if (!c) continue;
+      if (c.genUtil > 0.9) warnings.push(`WARNING: the load generator saturated its core on ${r.label} ${name}`);
+      if (c.otherUtil > 0.15) warnings.push(`WARNING: other processes used ${pc(c.otherUtil)} of a core during ${r.label} ${name}: latencies disturbed`);
+      if (c.deliveries < c.expected) warnings.push(`WARNING: ${r.label} ${name} lost ${c.expected - c.deliveries} deliveries`);
+    }
     for (const e of r.errors) warnings.push(`ERROR: ${r.label}: ${e}`);
   }
   if (warnings.length) lines.push("", ...warnings);
